@@ -1,0 +1,54 @@
+"""Process exit codes of every qbatch command, defined once. The README documents them, and schedulers
+(Airflow DAG, RayJob backoff) retry only the transient ones."""
+
+from __future__ import annotations
+
+import enum
+
+from common.errors import (
+    ConfigError,
+    GateFailedError,
+    LockHeldError,
+    QBatchError,
+    RejectRatioExceededError,
+    SinkUnreachableError,
+    SourceError,
+)
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    INTERNAL_ERROR = 1  # also what an uncaught Python exception gives
+    CONFIG_ERROR = 2  # also argparse's usage error
+    SOURCE_ERROR = 3  # source empty or unreadable
+    SINK_UNREACHABLE = 4
+    GATE_FAILED = 5  # validation gate or collection guard refused the run
+    REJECT_RATIO_EXCEEDED = 6
+    LOCKED = 7  # another run holds the lock
+
+
+TRANSIENT = frozenset({ExitCode.SINK_UNREACHABLE, ExitCode.INTERNAL_ERROR})
+
+_BY_ERROR: list[tuple[type[BaseException], ExitCode]] = [
+    (ConfigError, ExitCode.CONFIG_ERROR),
+    (SourceError, ExitCode.SOURCE_ERROR),
+    (SinkUnreachableError, ExitCode.SINK_UNREACHABLE),
+    (GateFailedError, ExitCode.GATE_FAILED),
+    (RejectRatioExceededError, ExitCode.REJECT_RATIO_EXCEEDED),
+    (LockHeldError, ExitCode.LOCKED),
+]
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """The exit code for an exception; anything unexpected is an internal error."""
+    for kind, code in _BY_ERROR:
+        if isinstance(error, kind):
+            return code
+    return ExitCode.INTERNAL_ERROR
+
+
+def is_transient(code: int) -> bool:
+    return code in TRANSIENT
+
+
+__all__ = ["ExitCode", "TRANSIENT", "exit_code_for", "is_transient", "QBatchError"]

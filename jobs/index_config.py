@@ -1,0 +1,151 @@
+"""The typed config of `qbatch index`: source, columns, chunking, embed, qdrant, run.
+A TOML/YAML file loads into it and `--set section.field=value` overrides it; it is validated in full
+before the first row is read."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import string
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from connectors.qdrant_config import FORBIDDEN_NAME_CHARS, QdrantConfig
+from connectors.source_config import SourceConfig
+
+
+class ColumnsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field("id", description="column holding the document id (normalised to a string)")
+    text: str | None = Field("text", description="column holding the text; ignored when text_template is set")
+    text_template: str | None = Field(
+        None, description="text built from columns, e.g. '{title}\\n{brand}\\n{description}'")
+    payload: list[str] = Field(default_factory=list, description="columns copied into the Qdrant payload")
+    lang: str | None = Field(None, description="optional column with the document language")
+
+    @model_validator(mode="after")
+    def _text_source(self) -> "ColumnsConfig":
+        if not self.text_template and not self.text:
+            raise ValueError("set columns.text or columns.text_template")
+        return self
+
+    def template_fields(self) -> list[str]:
+        if not self.text_template:
+            return []
+        try:
+            return [f for _, f, _, _ in string.Formatter().parse(self.text_template) if f]
+        except ValueError as e:
+            raise ValueError(f"columns.text_template is not a valid template: {e}") from None
+
+    def input_columns(self) -> list[str]:
+        """Every column the job reads, in a stable order."""
+        cols = [self.id, *(self.template_fields() or [self.text]), *self.payload]
+        if self.lang:
+            cols.append(self.lang)
+        return list(dict.fromkeys(c for c in cols if c))
+
+
+class ChunkingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="split long documents by tokens; off = truncate at embed.max_length (counted)")
+    max_tokens: int = Field(512, ge=16, description="tokens per chunk")
+    overlap: int = Field(64, ge=0, description="tokens shared by consecutive chunks")
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> "ChunkingConfig":
+        if self.overlap >= self.max_tokens:
+            raise ValueError("chunking.overlap must be smaller than chunking.max_tokens")
+        return self
+
+
+class EmbedConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(..., description="checkpoint path or hub name (Qwen3-Embedding or a sentence-transformers encoder)")
+    dim: int | None = Field(None, ge=32, description="MRL output dimension (32..hidden); none = hidden size")
+    max_length: int = Field(8192, ge=8, description="max tokens per input, end token included")
+    dtype: str | None = Field(None, description="float32, bfloat16, float16; none = bf16 on GPU, fp32 on CPU")
+    device: str | None = Field(None, description="cpu, cuda, cuda:1; none = cuda if available")
+    doc_instruction: str | None = Field(None, description="instruction for documents; normally none (symmetric tasks set it)")
+    query_instruction: str | None = Field(None, description="instruction for queries; none = the default web-search task")
+    max_batch_tokens: int | None = Field(None, ge=16, description="padded tokens per micro-batch; none = per-device default")
+    concurrency: tuple[int, int] = Field((1, 1), description="embed actors as [min, max]")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per embed actor")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per embed actor")
+    batch_size: int = Field(256, ge=1, description="rows handed to an actor per call")
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _int_or_pair(cls, v):
+        if isinstance(v, int):
+            return (v, v)
+        return v
+
+    @field_validator("concurrency")
+    @classmethod
+    def _ordered(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[0] < 1 or v[1] < v[0]:
+            raise ValueError("embed.concurrency must be [min, max] with 1 <= min <= max")
+        return v
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, v: str | None) -> str | None:
+        if v is not None and v not in ("float32", "bfloat16", "float16", "fp32", "bf16", "fp16"):
+            raise ValueError(f"unknown dtype {v!r}; use float32, bfloat16 or float16")
+        return v
+
+
+_RUN_ID_CLEAN = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def normalise_run_id(raw: str) -> str:
+    """Make a scheduler run id (e.g. 'scheduled__2026-11-28T00:00:00+00:00') safe inside a Qdrant
+    collection name and a path: forbidden characters become '-'. Deterministic, so a retry maps
+    to the same run."""
+    cleaned = _RUN_ID_CLEAN.sub("-", raw.strip()).strip("-.")
+    if not cleaned or len(cleaned) > 120 or any(c in FORBIDDEN_NAME_CHARS for c in cleaned):
+        raise ValueError(f"run.run_id {raw!r} cannot be made a valid collection-name suffix")
+    return cleaned
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    output_uri: str = Field("./qbatch-output", description="where reports, dead-letter tables and state go (path or s3://)")
+    run_id: str | None = Field(None, description="run id (scheduler run ids welcome; ':' etc. become '-'); none = today's date")
+    max_reject_ratio: float = Field(0.05, ge=0.0, le=1.0, description="exit non-zero when rejected/read exceeds this")
+    progress: bool = Field(True, description="show a progress bar on a terminal")
+
+    @field_validator("run_id")
+    @classmethod
+    def _valid_run_id(cls, v: str | None) -> str | None:
+        return None if v is None else normalise_run_id(v)
+
+    def resolved_run_id(self, today: _dt.date | None = None) -> str:
+        return self.run_id or (today or _dt.date.today()).strftime("%Y%m%d")
+
+
+class IndexConfig(BaseModel):
+    """Everything `qbatch index` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: SourceConfig = Field(..., description="the corpus")
+    columns: ColumnsConfig = Field(default_factory=ColumnsConfig, description="which columns mean what")
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig, description="token chunking")
+    embed: EmbedConfig = Field(..., description="embedding model and actor pool")
+    qdrant: QdrantConfig = Field(default_factory=QdrantConfig, description="vector store")
+    run: RunConfig = Field(default_factory=RunConfig, description="outputs and exit policy")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "IndexConfig":
+        self.columns.template_fields()  # raises on a malformed template
+        if self.chunking.enabled and self.chunking.max_tokens > self.embed.max_length:
+            raise ValueError("chunking.max_tokens must not exceed embed.max_length")
+        if self.embed.dim is not None and self.embed.dim < 32:
+            raise ValueError("embed.dim must be >= 32")
+        return self
