@@ -38,3 +38,8 @@ class NonFiniteOutputError(QBatchError, ValueError):
     def __init__(self, message: str, indices: list[int]):
         super().__init__(message)
         self.indices = list(indices)
+
+
+class SinkRejectedError(ConfigError):
+    """The sink refused a request as invalid (HTTP 4xx): permanent, so it exits as a config error
+    and schedulers do not retry it."""

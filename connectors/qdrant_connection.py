@@ -1,0 +1,98 @@
+"""Open a Qdrant client from a QdrantConfig and prove it works before any row is read. Local mode and
+a server differ only in the constructor; everything downstream uses the same qdrant-client API."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from qdrant_client import QdrantClient
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+from common.errors import ConfigError, LockHeldError, SinkUnreachableError
+from connectors.qdrant_config import QdrantConfig
+
+
+def safe_target(cfg: QdrantConfig) -> str:
+    """What to call the target in messages: the URL without user:password, or the local folder."""
+    if cfg.url is None:
+        return f"local Qdrant at {Path(cfg.path or '.').resolve()}"
+    parts = urlsplit(cfg.url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def scrub(text: str, secrets: list[str | None]) -> str:
+    """`text` with every non-empty secret replaced by ***."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _open_local(cfg: QdrantConfig) -> QdrantClient:
+    folder = Path(cfg.path or "./qdrant-data")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return QdrantClient(path=str(folder))
+    except RuntimeError as e:
+        # qdrant-client's local mode takes an exclusive file lock on the folder.
+        if "already accessed" in str(e):
+            raise LockHeldError(
+                f"local Qdrant folder {folder.resolve()} is open in another process; local mode allows "
+                "one client per folder. Wait for it to finish or use a Qdrant server (qdrant.url)."
+            ) from None
+        raise
+
+
+def _open_server(cfg: QdrantConfig, api_key: str | None) -> QdrantClient:
+    return QdrantClient(
+        url=cfg.url,
+        api_key=api_key,
+        prefer_grpc=cfg.prefer_grpc,
+        # qdrant-client types the timeout as int seconds; round up so a short timeout never becomes 0.
+        timeout=max(1, math.ceil(cfg.timeout_s)),
+        # The probe below is the one request we want; the version check would be a second round trip
+        # that only warns, doubling the wait on an unreachable server.
+        check_compatibility=False,
+    )
+
+
+def connect(cfg: QdrantConfig) -> QdrantClient:
+    """A working client for cfg (local folder or server); SinkUnreachableError when it cannot answer."""
+    if cfg.is_local:
+        return _open_local(cfg)
+    api_key = cfg.resolve_api_key()
+    where = safe_target(cfg)
+    if cfg.prefer_grpc:
+        where += " (gRPC on port 6334)"  # qdrant-client's gRPC port, whatever port the URL names
+    secrets = [api_key, urlsplit(cfg.url or "").password]
+    client: QdrantClient | None = None
+    try:
+        client = _open_server(cfg, api_key)
+        client.get_collections()
+    except Exception as e:  # noqa: BLE001 - any failure of the probe means "not usable now"
+        if client is not None:
+            client.close()
+        detail = scrub(f"{type(e).__name__}: {e}", secrets)
+        if isinstance(e, UnexpectedResponse) and e.status_code in (401, 403):
+            # A rejected key is not transient: retrying the job would only be refused again.
+            raise ConfigError(f"Qdrant at {where} refused the API key from {_key_source(cfg)} "
+                              f"(HTTP {e.status_code}); set a valid key.") from None
+        # `from None`: the original exception (and its request headers) must not reach a traceback.
+        raise SinkUnreachableError(
+            f"cannot reach Qdrant at {where}: {detail}. Check qdrant.url, that the server is up and "
+            f"that the API key (from {_key_source(cfg)}) is valid."
+        ) from None
+    return client
+
+
+def _key_source(cfg: QdrantConfig) -> str:
+    if cfg.api_key is not None:
+        return "qdrant.api_key"
+    if cfg.api_key_file:
+        return f"file {cfg.api_key_file}"
+    return f"${cfg.api_key_env}"
