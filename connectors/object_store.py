@@ -75,6 +75,7 @@ def filesystem_for(uri: str, storage: ObjectStoreOptions | None = None) -> tuple
 
 
 def join_uri(base: str, *parts: str) -> str:
+    """base/part/part with exactly one slash between pieces."""
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
@@ -100,3 +101,33 @@ def read_bytes(uri: str, storage: ObjectStoreOptions | None = None) -> bytes | N
         return None
     with fs.open_input_stream(path) as f:
         return f.read()
+
+
+_SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN")
+
+
+def scrub_secrets(message: str, storage: ObjectStoreOptions | None = None) -> str:
+    """The message with every configured or environment credential replaced by '***'.
+
+    Storage libraries sometimes echo request headers or signed URLs in their errors; an operator
+    report must never carry them."""
+    secrets = [os.environ.get(name) for name in _SECRET_ENV_VARS]
+    if storage is not None:
+        for field in (storage.access_key_id, storage.secret_access_key, storage.session_token):
+            secrets.append(field.get_secret_value() if field is not None else None)
+    # Longest first, so a key that contains another key is replaced whole.
+    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
+
+
+def storage_error(action: str, uri: str, exc: BaseException, storage: ObjectStoreOptions | None = None) -> SourceError:
+    """A SourceError for a failed `action` on `uri`, with a hint, and no credentials in it."""
+    detail = scrub_secrets(f"{type(exc).__name__}: {exc}", storage)
+    hint = ""
+    lowered = detail.lower()
+    if "nosuchbucket" in lowered or "bucket does not exist" in lowered or "no such bucket" in lowered:
+        hint = " (the bucket does not exist; check the URI)"
+    elif "access denied" in lowered or "accessdenied" in lowered or "forbidden" in lowered or "permission" in lowered:
+        hint = " (access denied; check the credentials' permissions for this bucket/prefix)"
+    return SourceError(f"cannot {action} {uri}{hint}: {detail}")

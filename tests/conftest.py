@@ -12,4 +12,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 pytest_plugins = [
     "tests.fixtures.ray_session",
     "tests.fixtures.model_checkpoints",
+    "tests.fixtures.moto_s3",
+    "tests.fixtures.stdlib_docstrings",
 ]

@@ -1,0 +1,58 @@
+"""CorpusDatasource: one read task per file, streamed through Ray Data with the raw-record schema."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from connectors.corpus_datasource import CorpusDatasource, estimated_inmemory_size
+from connectors.corpus_file_reader import RAW_SCHEMA
+from connectors.corpus_listing import list_corpus_files
+from connectors.source_config import ObjectStoreOptions, SourceConfig
+from tests.fixtures.moto_s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
+
+
+def _write_corpus(root) -> None:
+    (root / "a.jsonl").write_text("".join(json.dumps({"id": i, "text": f"t{i}"}) + "\n" for i in range(7)) + "{bad\n")
+    (root / "b.csv").write_text("id,text\n100,x\n101,y\n")
+    pq.write_table(pa.table({"id": [200, 201, 202], "text": ["p", "q", "r"]}), root / "c.parquet", row_group_size=2)
+
+
+def test_one_read_task_per_file(tmp_path):
+    _write_corpus(tmp_path)
+    files = list_corpus_files(SourceConfig(uri=str(tmp_path)))
+    source = CorpusDatasource(files, batch_rows=3)
+    tasks = source.get_read_tasks(parallelism=1)
+    assert [t.metadata.input_files for t in tasks] == [(f.uri,) for f in files]
+    assert all(t.schema.equals(RAW_SCHEMA) for t in tasks)
+    assert source.estimate_inmemory_data_size() == sum(estimated_inmemory_size(f) for f in files) > 0
+    blocks = [b for t in tasks for b in t()]
+    assert [b.num_rows for b in blocks] == [3, 3, 2, 2, 3]
+
+
+def test_read_datasource_streams_every_record(ray_session, tmp_path):
+    import ray
+
+    _write_corpus(tmp_path)
+    files = list_corpus_files(SourceConfig(uri=str(tmp_path)))
+    ds = ray.data.read_datasource(CorpusDatasource(files, batch_rows=4))
+    rows = ds.take_all()
+    seen = sorted((r["_file"].rsplit("/", 1)[-1], r["_line"], r["_read_error"]) for r in rows)
+    expected = sorted([("a.jsonl", i + 1, None) for i in range(7)] + [("a.jsonl", 8, "broken_json")]
+                      + [("b.csv", 1, None), ("b.csv", 2, None)] + [("c.parquet", i, None) for i in (1, 2, 3)])
+    assert seen == expected
+    assert set(ds.schema().names) == set(RAW_SCHEMA.names)
+
+
+def test_read_datasource_from_s3_with_explicit_keys(ray_session, s3_client, s3_bucket, moto_s3_endpoint):
+    import ray
+
+    s3_client.put_object(Bucket=s3_bucket, Key="c/a.jsonl", Body=b'{"id": 1}\n{"id": 2}\n')
+    # Explicit keys, because Ray workers do not see environment variables set after ray.init.
+    storage = ObjectStoreOptions(endpoint_url=moto_s3_endpoint, access_key_id=FAKE_ACCESS_KEY,
+                                 secret_access_key=FAKE_SECRET_KEY)
+    files = list_corpus_files(SourceConfig(uri=f"s3://{s3_bucket}/c", storage=storage))
+    rows = ray.data.read_datasource(CorpusDatasource(files, storage)).take_all()
+    assert sorted(json.loads(r["_record"])["id"] for r in rows) == [1, 2]
