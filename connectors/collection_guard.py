@@ -18,7 +18,7 @@ from connectors.qdrant_config import QdrantConfig
 # Key under the collection metadata, so other tools can keep their own entries next to ours.
 METADATA_KEY = "qbatch"
 # Recorded for people reading the metadata, never compared: upgrading qbatch must not lock collections.
-INFORMATIONAL_FIELDS = frozenset({"qbatch_version"})
+INFORMATIONAL_FIELDS = frozenset({"qbatch_version", "run_id", "created_at"})
 
 _DISTANCES = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
 

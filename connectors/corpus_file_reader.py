@@ -37,6 +37,9 @@ BAD_UTF8 = "bad_utf8"
 NOT_AN_OBJECT = "not_an_object"
 CSV_PARSE_ERROR = "csv_parse_error"
 READ_ERRORS = (BROKEN_JSON, BAD_UTF8, NOT_AN_OBJECT, CSV_PARSE_ERROR)
+# Not an error: the marker row a read task emits after a file's last record (`_line` = records read),
+# so the driver knows the file is complete and can checkpoint it.
+END_OF_FILE = "__end_of_file__"
 
 RAW_SCHEMA = pa.schema([
     pa.field("_file", pa.string(), nullable=False),
@@ -74,6 +77,10 @@ def iter_record_batches(file: CorpusFile, storage: ObjectStoreOptions | None = N
     except (OSError, pa.ArrowException, EOFError) as e:
         # A damaged or unreachable file is not a row-level reject: the operator must look at it.
         raise storage_error("read", file.uri, e, storage) from None
+
+
+def end_of_file_row(uri: str, records: int) -> pa.Table:
+    return _to_table(uri, [(records, None, None, END_OF_FILE)])
 
 
 def _batched(uri: str, rows: Iterable[Row], batch_rows: int) -> Iterator[pa.Table]:

@@ -5,6 +5,8 @@ Layout under `{output_uri}/runs/{run_id}/files/`, one key per input file (sha256
     {key}.manifest.parquet     the file's manifest rows (MANIFEST_SCHEMA)
     {key}.dead_letter.parquet  its rejected rows, only when there were any
     {key}.done.json            {"file": uri, "counts": {...}}, written LAST
+    {key}.started              empty; written when the file's first rows land, so a resumed run can
+                               tell the work a crash left in flight from work never begun
 
 The marker is written only after the data parts, so a crash between them leaves an unmarked file
 that the next attempt simply redoes; readers only ever look at parts whose marker exists.
@@ -32,7 +34,7 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("n_chunks", pa.int32(), nullable=False),
 ])
 
-_DONE, _MANIFEST, _DEAD = ".done.json", ".manifest.parquet", ".dead_letter.parquet"
+_DONE, _MANIFEST, _DEAD, _STARTED = ".done.json", ".manifest.parquet", ".dead_letter.parquet", ".started"
 _MARKER_READERS = 16  # markers are tiny; on an object store reading them is all latency
 
 
@@ -78,6 +80,13 @@ class FileProgressStore:
         marker = json.dumps({"file": file_uri, "counts": counts}, sort_keys=True).encode()
         write_bytes(self._uri(key, _DONE), marker, self._storage)
         return key
+
+    def mark_started(self, file_uri: str) -> None:
+        write_bytes(self._uri(file_key(file_uri), _STARTED), b"", self._storage)
+
+    def started_keys(self) -> set[str]:
+        """Keys of files whose rows began to land in some attempt (done or not)."""
+        return {info.base_name[:-len(_STARTED)] for info in self._list() if info.base_name.endswith(_STARTED)}
 
     def done_files(self) -> dict[str, dict[str, Any]]:
         """file URI -> counts, for every file with a marker, in key order."""

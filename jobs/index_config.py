@@ -99,6 +99,9 @@ class EmbedConfig(BaseModel):
         return v
 
 
+RESERVED_PAYLOAD_KEYS = frozenset({"doc_id", "chunk", "span", "text", "lang", "content_hash", "payload_hash",
+                                   "indexed_at", "run_id"})
+
 _RUN_ID_CLEAN = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -117,6 +120,10 @@ class RunConfig(BaseModel):
 
     output_uri: str = Field("./qbatch-output", description="where reports, dead-letter tables and state go (path or s3://)")
     run_id: str | None = Field(None, description="run id (scheduler run ids welcome; ':' etc. become '-'); none = today's date")
+    mode: Literal["full", "incremental", "append"] = Field(
+        "full", description="full: blue/green rebuild behind the alias; incremental: diff against the live "
+                            "manifest and update in place; append: upsert new and changed docs, delete nothing")
+    keep: int = Field(2, ge=1, description="collections kept per alias (the live one included) after a switch")
     max_reject_ratio: float = Field(0.05, ge=0.0, le=1.0, description="exit non-zero when rejected/read exceeds this")
     progress: bool = Field(True, description="show a progress bar on a terminal")
 
@@ -129,6 +136,21 @@ class RunConfig(BaseModel):
         return self.run_id or (today or _dt.date.today()).strftime("%Y%m%d")
 
 
+class GatesConfig(BaseModel):
+    """Validation gates: a run that fails one never touches the live alias."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_ratio: float = Field(0.9, ge=0.0, le=10.0, description="new/projected docs must be >= this share of the live index")
+    max_delete_ratio: float = Field(0.1, ge=0.0, le=1.0, description="incremental: deletions may be at most this share of live docs")
+    golden_queries: str | None = Field(None, description="JSONL of {query, expected_doc_ids}; none = no golden gate")
+    golden_k: int = Field(10, ge=1, description="k for golden recall@k")
+    golden_min_recall: float = Field(0.5, ge=0.0, le=1.0, description="golden recall@k must reach this")
+    golden_max_drop: float = Field(0.05, ge=0.0, le=1.0, description="and may fall at most this much below the live collection")
+    allow_model_change: bool = Field(False, description="allow a different model/dim/instruction (full mode only)")
+    green_timeout_s: float = Field(600.0, gt=0, description="full mode: wait this long for the new collection to turn green")
+
+
 class IndexConfig(BaseModel):
     """Everything `qbatch index` needs."""
 
@@ -139,13 +161,32 @@ class IndexConfig(BaseModel):
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig, description="token chunking")
     embed: EmbedConfig = Field(..., description="embedding model and actor pool")
     qdrant: QdrantConfig = Field(default_factory=QdrantConfig, description="vector store")
-    run: RunConfig = Field(default_factory=RunConfig, description="outputs and exit policy")
+    run: RunConfig = Field(default_factory=RunConfig, description="outputs, mode and exit policy")
+    gates: GatesConfig = Field(default_factory=GatesConfig, description="validation gates")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "IndexConfig":
         self.columns.template_fields()  # raises on a malformed template
         if self.chunking.enabled and self.chunking.max_tokens > self.embed.max_length:
             raise ValueError("chunking.max_tokens must not exceed embed.max_length")
-        if self.embed.dim is not None and self.embed.dim < 32:
-            raise ValueError("embed.dim must be >= 32")
+        if self.gates.allow_model_change and self.run.mode != "full":
+            raise ValueError("gates.allow_model_change needs run.mode = 'full' (a migration is a rebuild)")
+        reserved = RESERVED_PAYLOAD_KEYS.intersection(self.columns.payload)
+        if reserved:
+            raise ValueError(f"columns.payload {sorted(reserved)} clash with payload keys qbatch writes; rename them")
         return self
+
+
+class IndexAdminConfig(BaseModel):
+    """What `qbatch index status|rollback` need: the index config file's qdrant and run sections
+    (the other sections may be present and are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    qdrant: QdrantConfig = Field(default_factory=QdrantConfig, description="vector store")
+    run: RunConfig = Field(default_factory=RunConfig, description="output_uri holds the manifests")
+    source: SourceConfig | None = Field(None, description="object-store options for output_uri")
+
+    @property
+    def storage(self):
+        return self.source.storage if self.source else None

@@ -123,3 +123,15 @@ def gate_projection(summary: DiffSummary, live_docs: int | None, max_delete_rati
                         f"({projected / live_docs:.1%}), below min_ratio {min_ratio:.1%}; check the source "
                         "is complete, or lower the limit for this run")
     return failures
+
+
+def points_to_delete(diff: BucketDiff) -> list[tuple[str, int]]:
+    """(doc_id, chunk) of every point the new manifest no longer has: all chunks of deleted documents,
+    and the trailing chunks a changed document lost when it got shorter."""
+    out: list[tuple[str, int]] = []
+    for doc_id, n in zip(diff.deleted["doc_id"].to_pylist(), diff.deleted["n_chunks"].to_pylist()):
+        out.extend((doc_id, c) for c in range(n))
+    for doc_id, new_n, old_n in zip(diff.changed["doc_id"].to_pylist(), diff.changed["n_chunks"].to_pylist(),
+                                    diff.changed["old_n_chunks"].to_pylist()):
+        out.extend((doc_id, c) for c in range(new_n, old_n))
+    return out

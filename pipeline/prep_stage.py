@@ -12,7 +12,8 @@ document and one row per rejected record, in input order:
     span_end        int64
     text            string        the chunk text, text[span_start:span_end]; null for rejects
     lang            string        language tag from columns.lang, or null
-    content_hash    string        sha256 of chunk text + model fingerprint + dim + instruction
+    content_hash    string        sha256 of the document's final text + model fingerprint + dim + instruction
+                                  (the same on every chunk: it says whether the document must be re-embedded)
     payload_hash    string        sha256 of the payload's canonical JSON
     payload_json    string        JSON object of the payload columns; null for rejects
     token_ids       list<int32>   model input ids (template + end token, truncated); empty for rejects
@@ -23,19 +24,28 @@ document and one row per rejected record, in input order:
     reject_reason   string        null for good rows, else a RejectReason value
     reject_stage    string        null for good rows, "read" or "prep" for rejects
     reject_detail   string        human-readable detail for rejects
-    original_row    string        rejects only: the JSON record, or the raw line if it was unreadable
+    reject_stage also takes "eof" on the end-of-file marker row that closes each file (`_line` = the file's
+    record count; no text, no tokens), so the driver can checkpoint a finished file.
+    original_row    string        the JSON record (or the raw line if unreadable) on rejects and on chunk 0
+                                  of good documents, so the driver can dead-letter a duplicate id whole
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.content_hashing import canonical_json, content_hash, payload_hash
 from pipeline.row_validation import ColumnSpec, ValidatedRow, validate_raw_records
 from pipeline.token_chunking import chunk_spans
+
+# The reader's end-of-file marker (connectors/corpus_file_reader.END_OF_FILE; pipeline/ cannot import it).
+END_OF_FILE = "__end_of_file__"
+EOF_STAGE = "eof"
 
 PREP_SCHEMA = pa.schema([
     ("doc_id", pa.string()),
@@ -74,7 +84,10 @@ class PrepStage:
 
     def __init__(self, columns_cfg_dict: Mapping[str, Any], chunking_cfg_dict: Mapping[str, Any],
                  tokenizer_factory: Callable[[], DocTokenizer], fingerprint: Mapping[str, Any],
-                 dim: int | None, doc_instruction: str | None):
+                 dim: int | None, doc_instruction: str | None, scan_only: bool = False):
+        # scan_only: one row per document with its hashes, no chunking or tokens (the diff pass of an
+        # incremental run needs only what changed, not vectors).
+        self._scan_only = scan_only
         self._columns = ColumnSpec.from_dict(columns_cfg_dict)
         self._chunking = bool(chunking_cfg_dict.get("enabled", False))
         self._overlap = int(chunking_cfg_dict.get("overlap", 64))
@@ -92,7 +105,10 @@ class PrepStage:
         self._instruction = doc_instruction
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = list(validate_raw_records(batch, self._columns))
+        start = time.perf_counter()
+        is_eof = pc.fill_null(pc.equal(batch.column("_read_error"), END_OF_FILE), False)
+        markers = batch.filter(is_eof).to_pylist()
+        rows = list(validate_raw_records(batch.filter(pc.invert(is_eof)), self._columns))
         out: dict[str, list[Any]] = {name: [] for name in PREP_SCHEMA.names}
         chunk_texts: list[str] = []
         for row in rows:
@@ -100,29 +116,45 @@ class PrepStage:
                 chunk_texts.extend(self._add_document(out, row))
             else:
                 self._add_reject(out, row)
-        self._add_tokens(out, chunk_texts)
-        return pa.Table.from_pydict(out, schema=PREP_SCHEMA)
+        if not self._scan_only:
+            self._add_tokens(out, chunk_texts)
+        for marker in markers:  # the marker closes its file, so it goes last
+            self._add_end_of_file(out, marker["_file"], marker["_line"])
+        table = pa.Table.from_pydict(out, schema=PREP_SCHEMA)
+        seconds = [time.perf_counter() - start] + [0.0] * (table.num_rows - 1)
+        return table.append_column("_prep_seconds", pa.array(seconds[:table.num_rows], pa.float64()))
+
+    @staticmethod
+    def _add_end_of_file(out: dict[str, list[Any]], file: str, records: int) -> None:
+        values = {name: None for name in PREP_SCHEMA.names}
+        values.update({"chunk": 0, "n_chunks": 0, "span_start": 0, "span_end": 0, "token_ids": [], "n_tokens": 0,
+                       "truncated": False, "_file": file, "_line": records, "reject_stage": EOF_STAGE})
+        for name, value in values.items():
+            out[name].append(value)
 
     def _add_document(self, out: dict[str, list[Any]], row: ValidatedRow) -> list[str]:
         text = row.text or ""
-        if self._chunking:
+        if self._scan_only:
+            spans = [(0, len(text))]
+        elif self._chunking:
             spans = chunk_spans(text, self._tokenizer.hf_tokenizer, self._chunk_tokens, self._overlap)
         else:
             spans = [(0, len(text))]
         payload_json = canonical_json(row.payload or {})
         p_hash = payload_hash(row.payload or {})
+        c_hash = content_hash(text, self._fingerprint, self._dim, self._instruction)
         texts = []
         for i, (start, end) in enumerate(spans):
             chunk_text = text[start:end]
             texts.append(chunk_text)
             values = {
                 "doc_id": row.doc_id, "chunk": i, "n_chunks": len(spans), "span_start": start,
-                "span_end": end, "text": chunk_text, "lang": row.lang,
-                "content_hash": content_hash(chunk_text, self._fingerprint, self._dim, self._instruction),
+                "span_end": end, "text": None if self._scan_only else chunk_text, "lang": row.lang,
+                "content_hash": c_hash,
                 "payload_hash": p_hash, "payload_json": payload_json,
-                "token_ids": None, "n_tokens": None, "truncated": None,  # filled in one tokenizer call
+                "token_ids": [], "n_tokens": 0, "truncated": False,  # filled in one tokenizer call
                 "_file": row.file, "_line": row.line, "reject_reason": None, "reject_stage": None,
-                "reject_detail": None, "original_row": None,
+                "reject_detail": None, "original_row": row.original_row if i == 0 else None,
             }
             for name, value in values.items():
                 out[name].append(value)

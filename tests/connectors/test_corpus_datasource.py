@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.corpus_datasource import CorpusDatasource, estimated_inmemory_size
-from connectors.corpus_file_reader import RAW_SCHEMA
+from connectors.corpus_file_reader import END_OF_FILE, RAW_SCHEMA
 from connectors.corpus_listing import list_corpus_files
 from connectors.source_config import ObjectStoreOptions, SourceConfig
 from tests.fixtures.moto_s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
@@ -29,7 +29,22 @@ def test_one_read_task_per_file(tmp_path):
     assert all(t.schema.equals(RAW_SCHEMA) for t in tasks)
     assert source.estimate_inmemory_data_size() == sum(estimated_inmemory_size(f) for f in files) > 0
     blocks = [b for t in tasks for b in t()]
-    assert [b.num_rows for b in blocks] == [3, 3, 2, 2, 3]
+    # Each file's records, then its end-of-file marker carrying the record count.
+    assert [b.num_rows for b in blocks] == [3, 3, 2, 1, 2, 1, 3, 1]
+    markers = [b.to_pylist()[0] for b in blocks if b.column("_read_error")[0].as_py() == END_OF_FILE]
+    assert [(m["_file"], m["_line"]) for m in markers] == [(f.uri, n) for f, n in zip(files, (8, 2, 3))]
+
+
+def test_keep_lines_limits_a_file_to_planned_records(tmp_path):
+    _write_corpus(tmp_path)
+    files = list_corpus_files(SourceConfig(uri=str(tmp_path)))
+    plan = tmp_path / "plan.parquet"
+    pq.write_table(pa.table({"line": pa.array([2, 5, 8], pa.int64())}), plan)
+    source = CorpusDatasource(files, batch_rows=3, keep_lines={files[0].uri: str(plan)})
+    rows = [r for t in source.get_read_tasks(1) for b in t() for r in b.to_pylist()]
+    first = [(r["_line"], r["_read_error"]) for r in rows if r["_file"] == files[0].uri]
+    assert first == [(2, None), (5, None), (8, "broken_json"), (8, END_OF_FILE)]
+    assert sum(r["_file"] == files[2].uri and r["_read_error"] is None for r in rows) == 3  # unplanned: whole file
 
 
 def test_read_datasource_streams_every_record(ray_session, tmp_path):
@@ -38,7 +53,7 @@ def test_read_datasource_streams_every_record(ray_session, tmp_path):
     _write_corpus(tmp_path)
     files = list_corpus_files(SourceConfig(uri=str(tmp_path)))
     ds = ray.data.read_datasource(CorpusDatasource(files, batch_rows=4))
-    rows = ds.take_all()
+    rows = [r for r in ds.take_all() if r["_read_error"] != END_OF_FILE]
     seen = sorted((r["_file"].rsplit("/", 1)[-1], r["_line"], r["_read_error"]) for r in rows)
     expected = sorted([("a.jsonl", i + 1, None) for i in range(7)] + [("a.jsonl", 8, "broken_json")]
                       + [("b.csv", 1, None), ("b.csv", 2, None)] + [("c.parquet", i, None) for i in (1, 2, 3)])
@@ -54,5 +69,5 @@ def test_read_datasource_from_s3_with_explicit_keys(ray_session, s3_client, s3_b
     storage = ObjectStoreOptions(endpoint_url=moto_s3_endpoint, access_key_id=FAKE_ACCESS_KEY,
                                  secret_access_key=FAKE_SECRET_KEY)
     files = list_corpus_files(SourceConfig(uri=f"s3://{s3_bucket}/c", storage=storage))
-    rows = ray.data.read_datasource(CorpusDatasource(files, storage)).take_all()
+    rows = [r for r in ray.data.read_datasource(CorpusDatasource(files, storage)).take_all() if r["_record"]]
     assert sorted(json.loads(r["_record"])["id"] for r in rows) == [1, 2]

@@ -96,3 +96,17 @@ def test_applying_the_diff_to_old_yields_new(old, new, old_missing):
     summary = diff.summary()
     assert (summary.old_docs, summary.new_total) == (len(old), len(new))
     assert summary.points_to_embed == sum(new[d][2] for d in _ids(diff.new_docs) + _ids(diff.changed))
+
+
+def test_points_to_delete_covers_deleted_docs_and_lost_chunks():
+    import pyarrow as pa
+
+    from pipeline.manifest_diff import diff_bucket, points_to_delete
+
+    def m(rows):
+        return pa.table({"doc_id": [r[0] for r in rows], "content_hash": [r[1] for r in rows],
+                         "payload_hash": ["p"] * len(rows), "n_chunks": pa.array([r[2] for r in rows], pa.int32())})
+
+    old = m([("a", "h1", 3), ("b", "h2", 2), ("c", "h3", 1)])
+    new = m([("a", "h1x", 1), ("c", "h3", 1), ("d", "h4", 2)])
+    assert sorted(points_to_delete(diff_bucket(old, new))) == [("a", 1), ("a", 2), ("b", 0), ("b", 1)]

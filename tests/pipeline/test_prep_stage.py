@@ -65,7 +65,8 @@ LONG = " ".join(f"word{i}" for i in range(60))  # ~120 MiniLM tokens
 def test_chunking_off_one_row_per_document_truncation_counted():
     out = _stage(False)(_raw([{"id": 1, "text": "short text", "brand": "B", "lang": "en"},
                               {"id": 2.0, "text": LONG}, "{broken", {"id": 3, "text": " "}]))
-    assert out.schema.equals(PREP_SCHEMA)
+    assert out.schema.equals(PREP_SCHEMA.append(pa.field("_prep_seconds", pa.float64())))
+    assert out.column("_prep_seconds")[0].as_py() > 0 and sum(out.column("_prep_seconds").to_pylist()[1:]) == 0
     rows = out.to_pylist()
     assert [(r["doc_id"], r["_line"], r["reject_reason"], r["reject_stage"]) for r in rows] == [
         ("1", 1, None, None), ("2", 2, None, None), (None, 3, "broken_json", "read"), ("3", 4, "empty_text", "prep")]
@@ -89,7 +90,8 @@ def test_chunking_on_rows_per_chunk_reassemble_the_text():
     assert all(p["span_end"] > n["span_start"] for p, n in zip(a, a[1:]))  # overlapping windows
     assert not any(r["truncated"] for r in a)
     assert all(r["n_tokens"] <= MAX_LENGTH for r in a)
-    assert len({r["content_hash"] for r in a}) == len(a) and len({r["payload_hash"] for r in a}) == 1
+    # One document-level content hash on every chunk: it decides whether the doc is re-embedded.
+    assert len({r["content_hash"] for r in a}) == 1 and len({r["payload_hash"] for r in a}) == 1
     assert out.column("doc_id").to_pylist()[-1] == "b"
 
 
@@ -120,7 +122,8 @@ def test_runs_as_ray_map_batches(ray_session, tmp_path):
                                "fingerprint": FINGERPRINT, "dim": 384, "doc_instruction": None})
     rows = ds.take_all()
     assert sorted((r["doc_id"], r["reject_reason"]) for r in rows if r["doc_id"]) == [(str(i), None) for i in range(5)]
-    assert [r["reject_reason"] for r in rows if r["doc_id"] is None] == ["broken_json"]
+    assert [(r["reject_reason"], r["reject_stage"]) for r in rows if r["doc_id"] is None] == [
+        ("broken_json", "read"), (None, "eof")]
 
 
 # --- fuzz ----------------------------------------------------------------------------------------
@@ -262,3 +265,18 @@ def test_fuzz_corpus_every_record_accounted_for(tmp_path, seed, chunking):
         assert not any(r["truncated"] for r in out)
     else:
         assert len(big) == 1 and big[0]["truncated"] and big[0]["span_end"] == 100_008
+
+
+def test_end_of_file_marker_closes_the_file_and_scan_mode_skips_tokens():
+    from connectors.corpus_file_reader import end_of_file_row
+
+    raw = pa.concat_tables([_raw([{"id": "a", "text": "hello world"}, {"id": "b", "text": ""}]),
+                            end_of_file_row("f.jsonl", 2)])
+    for scan_only in (False, True):
+        out = PrepStage({"id": "id", "text": "text"}, {"enabled": False}, MiniLMTestAdapter, FINGERPRINT, 384,
+                        None, scan_only=scan_only)(raw).to_pylist()
+        assert [(r["doc_id"], r["reject_reason"], r["reject_stage"]) for r in out] == [
+            ("a", None, None), ("b", "empty_text", "prep"), (None, None, "eof")]
+        assert out[-1]["_line"] == 2 and out[-1]["token_ids"] == []
+        assert (out[0]["token_ids"] == []) is scan_only
+        assert out[0]["content_hash"] and out[0]["payload_hash"]

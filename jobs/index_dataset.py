@@ -1,0 +1,107 @@
+"""Builds the index job's Ray Data plan: read (one task per file) -> prep (tokenise, chunk) ->
+embed (actor pool) -> driver. Pool sizes come from the cluster's resources, leaving CPU for the
+read and prep stages: an embed pool that reserves every CPU starves them and the job stalls."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from jobs.index_config import IndexConfig
+
+log = logging.getLogger("qbatch.index")
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    embed_concurrency: tuple[int, int]
+    embed_num_cpus: float
+    embed_num_gpus: float
+    torch_threads: int | None
+    prep_concurrency: int
+    prep_num_cpus: float
+    read_num_cpus: float
+
+    def describe(self) -> str:
+        return (f"embed actors {self.embed_concurrency} x ({self.embed_num_cpus} CPU, {self.embed_num_gpus} GPU"
+                f"{f', {self.torch_threads} torch threads' if self.torch_threads else ''}); "
+                f"prep actors {self.prep_concurrency} x {self.prep_num_cpus} CPU; read tasks {self.read_num_cpus} CPU")
+
+
+def plan_pools(cfg: IndexConfig, resources: dict[str, float]) -> PoolPlan:
+    """Size the actor pools from `ray.available_resources()`."""
+    cpus = float(resources.get("CPU", 1.0))
+    gpus = float(resources.get("GPU", 0.0))
+    lo, hi = cfg.embed.concurrency
+    if cfg.embed.num_gpus > 0:
+        fit = int(gpus // cfg.embed.num_gpus) if gpus else 0
+        if fit < 1:
+            from common.errors import ConfigError
+
+            raise ConfigError(f"embed.num_gpus={cfg.embed.num_gpus} but the cluster has {gpus} GPUs")
+        hi = min(hi, fit)
+    # Reserve at least one CPU (or a quarter, on big nodes) for reading and prep.
+    spare = max(1.0, cpus * 0.25) if cpus >= 2 else cpus * 0.5
+    embed_cpus = min(cfg.embed.num_cpus, max(0.5, cpus - spare))
+    hi = max(1, min(hi, int((cpus - spare) // embed_cpus) if cpus - spare >= embed_cpus else 1))
+    lo = min(lo, hi)
+    left = max(0.5, cpus - hi * embed_cpus)
+    prep_actors = max(1, min(int(left // 1), 16))
+    # On CPU the embed actors do the heavy compute: give their torch threads the cores they share.
+    torch_threads = None if cfg.embed.num_gpus > 0 else max(1, math.floor(cpus / hi))
+    return PoolPlan((lo, hi), embed_cpus, cfg.embed.num_gpus, torch_threads,
+                    prep_actors, min(0.5, left / prep_actors), min(0.25, left / 4))
+
+
+def build_index_dataset(cfg: IndexConfig, files, fingerprint: dict, dim: int, pools: PoolPlan,
+                        read_batch_rows: int = 1024, keep_lines: dict[str, str] | None = None,
+                        scan_only: bool = False):
+    """The lazy Ray dataset of embedded chunk rows, in input order (`scan_only`: prepared document
+    rows with hashes and no vectors, for the diff pass of an incremental run)."""
+    import ray
+
+    from connectors.corpus_datasource import CorpusDatasource
+    from pipeline.embed_stage import EmbedStage
+    from pipeline.prep_stage import PrepStage
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # first occurrence of a duplicate id wins, deterministically
+    ds = ray.data.read_datasource(
+        CorpusDatasource(files, cfg.source.storage, batch_rows=read_batch_rows, columns=cfg.columns.input_columns(),
+                         keep_lines=keep_lines),
+        num_cpus=pools.read_num_cpus,
+    )
+    tokenizer_factory = DocumentTokenizerFactory(cfg.embed.model, cfg.embed.max_length, cfg.embed.doc_instruction)
+    ds = ds.map_batches(
+        PrepStage,
+        fn_constructor_args=(cfg.columns.model_dump(), cfg.chunking.model_dump(), tokenizer_factory,
+                             fingerprint, dim, cfg.embed.doc_instruction, scan_only),
+        batch_format="pyarrow", batch_size=None, num_cpus=pools.prep_num_cpus,
+        compute=ray.data.ActorPoolStrategy(size=pools.prep_concurrency),
+    )
+    if scan_only:
+        return ds
+    embedder_kwargs = dict(name_or_path=cfg.embed.model, dim=cfg.embed.dim, max_length=cfg.embed.max_length,
+                           device=cfg.embed.device, dtype=cfg.embed.dtype, max_batch_tokens=cfg.embed.max_batch_tokens)
+    ds = ds.map_batches(
+        EmbedStage,
+        fn_constructor_args=(embedder_kwargs, pools.torch_threads),
+        batch_format="pyarrow", batch_size=cfg.embed.batch_size,
+        compute=ray.data.ActorPoolStrategy(min_size=pools.embed_concurrency[0], max_size=pools.embed_concurrency[1]),
+        num_cpus=pools.embed_num_cpus, num_gpus=pools.embed_num_gpus or None,
+    )
+    return ds
+
+
+class DocumentTokenizerFactory:
+    """Picklable: each prep actor loads the tokenizer (not the weights) once."""
+
+    def __init__(self, model: str, max_length: int, doc_instruction: str | None):
+        self.model, self.max_length, self.doc_instruction = model, max_length, doc_instruction
+
+    def __call__(self):
+        from pipeline.embedding_tokenizer import DocumentTokenizer, EmbeddingTokenizer
+
+        return DocumentTokenizer(EmbeddingTokenizer.from_pretrained(self.model, max_length=self.max_length),
+                                 self.doc_instruction)
