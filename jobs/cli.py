@@ -15,6 +15,7 @@ from jobs.exit_codes import ExitCode, exit_code_for
 COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("jobs.index_command", "embed a corpus into Qdrant (also: index status, index rollback)"),
     "search": ("jobs.search_command", "embed a query and show the top hits of a collection or alias"),
+    "rerank": ("jobs.rerank_command", "re-score query logs with Qwen3-Reranker into Parquet tables"),
 }
 
 log = logging.getLogger("qbatch")

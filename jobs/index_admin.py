@@ -19,7 +19,10 @@ def run_admin(cfg: IndexAdminConfig, args) -> int:
 
     configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "WARNING"))
     client = connect(cfg.qdrant)
-    return show_status(cfg, client, sys.stdout) if args.action == "status" else rollback(cfg, client, sys.stdout)
+    try:
+        return show_status(cfg, client, sys.stdout) if args.action == "status" else rollback(cfg, client, sys.stdout)
+    finally:
+        client.close()
 
 
 def describe_collections(cfg: IndexAdminConfig, client) -> list[dict]:

@@ -4,7 +4,6 @@ The gate arithmetic is in pipeline/validation_gates.py; this module fetches the 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from common.errors import ConfigError, GateFailedError
 from jobs.index_config import IndexConfig
@@ -15,12 +14,15 @@ log = logging.getLogger("qbatch.index")
 def load_golden(cfg: IndexConfig) -> dict[str, list[str]] | None:
     from pipeline.validation_gates import load_golden_queries
 
-    if not cfg.gates.golden_queries:
+    from connectors.object_store import read_bytes
+
+    uri = cfg.gates.golden_queries
+    if not uri:
         return None
-    path = Path(cfg.gates.golden_queries)
-    if not path.is_file():
-        raise ConfigError(f"gates.golden_queries: {path} does not exist")
-    return load_golden_queries(path.read_text(encoding="utf-8").splitlines(), source=str(path))
+    data = read_bytes(uri, cfg.source.storage)  # a local path or s3://
+    if data is None:
+        raise ConfigError(f"gates.golden_queries: {uri} does not exist")
+    return load_golden_queries(data.decode("utf-8").splitlines(), source=uri)
 
 
 def embed_queries_remote(cfg: IndexConfig, queries: list[str], dim: int, instruction: str | None):

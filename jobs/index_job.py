@@ -77,13 +77,21 @@ def run_index(cfg: IndexConfig, args: argparse.Namespace) -> int:
     run_id = cfg.run.resolved_run_id()
     configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "INFO"), run_id)
     register_config_secrets(cfg)
-    from connectors.corpus_listing import list_corpus_files
-    from connectors.qdrant_aliases import alias_target
     from connectors.qdrant_connection import connect, safe_target
-    from pipeline.embedding_tokenizer import EmbeddingTokenizer
 
     client = connect(cfg.qdrant)  # fail fast, before the corpus is read
     log.info("qdrant reachable at %s", safe_target(cfg.qdrant))
+    try:
+        return _run_with_client(cfg, args, run_id, client)
+    finally:
+        client.close()  # local mode allows one client per path: release it for the next run
+
+
+def _run_with_client(cfg: IndexConfig, args, run_id: str, client) -> int:
+    from connectors.corpus_listing import list_corpus_files
+    from connectors.qdrant_aliases import alias_target
+    from pipeline.embedding_tokenizer import EmbeddingTokenizer
+
     files = list_corpus_files(cfg.source)
     log.info("source %s: %d files, %d bytes", cfg.source.uri, len(files), sum(f.size for f in files))
     tokenizer = EmbeddingTokenizer.from_pretrained(cfg.embed.model, max_length=cfg.embed.max_length)

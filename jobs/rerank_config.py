@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connectors.qdrant_config import QdrantConfig
-from connectors.source_config import SourceConfig
+from connectors.source_config import ObjectStoreOptions, SourceConfig
 from jobs.index_config import normalise_run_id
 
 
@@ -59,6 +59,13 @@ class CandidatesConfig(BaseModel):
     retrieve_top_k: int = Field(0, ge=0, le=1000,
                                 description="for queries without candidates, retrieve this many from the Qdrant alias; 0 = off")
     max_per_query: int = Field(1000, ge=1, description="candidates beyond this many per query are dead-lettered")
+    embed_model: str | None = Field(
+        None, description="retrieval: local path of the collection's embedding model when its recorded name is "
+                          "not loadable; its digest must match the recorded model_revision")
+    embed_device: str | None = Field(None, description="retrieval: device for the query embedder; none = cuda if available")
+    spill_buckets: int | None = Field(
+        None, ge=1, le=4096, description="query_id hash buckets the log is partitioned into on local disk; "
+                                         "none = one per 64 MiB of log files")
 
 
 class RerankerConfig(BaseModel):
@@ -95,6 +102,7 @@ class RerankOutputConfig(BaseModel):
     run_date: _dt.date | None = Field(None, description="partition date; none = today (UTC)")
     redact_queries: bool = Field(False, description="write an HMAC of the query instead of its text (also in logs and dead letters)")
     hmac_key_env: str = Field("QBATCH_QUERY_HMAC_KEY", description="environment variable holding the HMAC key")
+    storage: ObjectStoreOptions | None = Field(None, description="object-store settings for output.uri; none = queries.storage")
 
 
 class RerankRunConfig(BaseModel):

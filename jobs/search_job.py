@@ -26,12 +26,20 @@ def run_search(cfg: IndexConfig, args: argparse.Namespace) -> int:
     filters = parse_filters(args.filter)
     if args.k < 1:
         raise ConfigError("--k must be at least 1")
-    from connectors.collection_guard import read_spec
     from connectors.qdrant_connection import connect
+
+    client = connect(cfg.qdrant)
+    try:
+        return _search(cfg, args, client, filters)
+    finally:
+        client.close()
+
+
+def _search(cfg: IndexConfig, args, client, filters) -> int:
+    from connectors.collection_guard import read_spec
     from connectors.qdrant_search import search
     from pipeline.embedder import Embedder
 
-    client = connect(cfg.qdrant)
     name = cfg.qdrant.collection
     recorded = read_spec(client, name)
     if recorded is None:

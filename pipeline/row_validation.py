@@ -185,7 +185,9 @@ def validate_record(obj: Mapping[str, Any], columns: ColumnSpec, file: str, line
     lang = None
     if isinstance(lang_value, str) and not _has_surrogates(lang_value):
         lang = lang_value.strip() or None  # a language is a tag; anything else is no language
-    return ValidatedRow(file=file, line=line, doc_id=doc_id, text=text, payload=payload, lang=lang)
+    # Good rows keep their record too: the driver dead-letters a duplicate id with its original row.
+    return ValidatedRow(file=file, line=line, doc_id=doc_id, text=text, payload=payload, lang=lang,
+                        original_row=original_row)
 
 
 def validate_raw_records(raw: pa.Table, columns: ColumnSpec) -> Iterator[ValidatedRow]:

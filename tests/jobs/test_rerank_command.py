@@ -1,0 +1,17 @@
+"""`qbatch rerank --help` stays instant: no torch, ray or qdrant_client import, fields listed from the config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_rerank_help_imports_no_heavy_modules():
+    code = ("import sys, json\nfrom jobs import cli\n"
+            "try:\n    cli.main(['rerank', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(sorted(m for m in ('torch', 'transformers', 'ray', 'qdrant_client') if m in sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert "candidates.retrieve_top_k" in out.stdout and "output.redact_queries" in out.stdout
