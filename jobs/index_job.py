@@ -94,7 +94,10 @@ def _run_with_client(cfg: IndexConfig, args, run_id: str, client) -> int:
 
     files = list_corpus_files(cfg.source)
     log.info("source %s: %d files, %d bytes", cfg.source.uri, len(files), sum(f.size for f in files))
-    tokenizer = EmbeddingTokenizer.from_pretrained(cfg.embed.model, max_length=cfg.embed.max_length)
+    try:
+        tokenizer = EmbeddingTokenizer.from_pretrained(cfg.embed.model, max_length=cfg.embed.max_length)
+    except (FileNotFoundError, ValueError) as e:  # a missing or unsupported model: a retry cannot help
+        raise ConfigError(f"embed.model {cfg.embed.model!r}: {e}") from None
     spec = collection_spec(cfg, tokenizer)
     live = alias_target(client, cfg.qdrant.collection)
     guard_live(cfg, client, live, spec)
@@ -156,6 +159,10 @@ def _run_locked(run: IndexRun, args) -> int:
                 dead_letter.write(table)
             dead_letter.close()
         report = finish_report(run, error, time.perf_counter() - run.started)
+    if getattr(args, "metrics_pushgateway", None):
+        from jobs.metrics_push import push_run_metrics
+
+        push_run_metrics(args.metrics_pushgateway, "qbatch_index", report)
     if error is not None:
         raise error
     if report["exit"]["code"] == ExitCode.REJECT_RATIO_EXCEEDED:

@@ -127,6 +127,10 @@ def run_rerank(cfg: RerankConfig, args: argparse.Namespace) -> int:
                  cfg.output.storage or cfg.queries.storage) as lock:
         report = score_and_write(cfg, args, files, client, retriever, redactor, run_date, run_id, secrets, started,
                                  lock)
+    if getattr(args, "metrics_pushgateway", None):
+        from jobs.metrics_push import push_run_metrics
+
+        push_run_metrics(args.metrics_pushgateway, "qbatch_rerank", report, secrets)
     if report["exit"]["code"] == ExitCode.REJECT_RATIO_EXCEEDED:
         raise RejectRatioExceededError(report["exit"]["reason"])
     return int(ExitCode.OK)
