@@ -1,0 +1,84 @@
+"""Device, dtype and attention-kernel choices for the model wrappers, resolved in one place.
+
+Accepts strings ("cpu", "cuda:1", "bfloat16") or torch objects, so job configs can stay plain text.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+_DTYPE_NAMES = {
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+}
+
+# Padded tokens per micro-batch. On CPU larger batches stop paying off early and only add latency;
+# on a GPU 64k tokens keeps an 0.6B model busy without nearing memory limits.
+DEFAULT_MAX_BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
+
+
+def resolve_device(device: "str | torch.device | None") -> "torch.device":
+    """`None` means the first CUDA device when there is one, else the CPU."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was requested but CUDA is not available on this machine")
+    return resolved
+
+
+def resolve_dtype(dtype: "str | torch.dtype | None", device: "torch.device") -> "torch.dtype":
+    """`None` means bf16 on CUDA and fp32 on CPU, the precisions the Qwen3 models were validated in."""
+    import torch
+
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = _DTYPE_NAMES.get(str(dtype).lower().removeprefix("torch."))
+    if name is None:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(set(_DTYPE_NAMES.values()))}")
+    return getattr(torch, name)
+
+
+def flash_attn_available() -> bool:
+    try:
+        import flash_attn  # noqa: F401
+    except Exception:  # a broken CUDA build raises more than ImportError
+        return False
+    return True
+
+
+def attention_implementation(device: "torch.device") -> str:
+    """flash_attention_2 needs CUDA and the flash-attn package; SDPA everywhere else."""
+    if device.type == "cuda" and flash_attn_available():
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def default_max_batch_tokens(device: "torch.device") -> int:
+    return DEFAULT_MAX_BATCH_TOKENS.get(device.type, DEFAULT_MAX_BATCH_TOKENS["cpu"])
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for the accelerator's out-of-memory error, whichever torch version raised it."""
+    import torch
+
+    oom_types: tuple[Any, ...] = tuple(
+        t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None))
+        if t is not None
+    )
+    return isinstance(error, oom_types)
+
+
+def release_cached_memory(device: "torch.device") -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -1,0 +1,163 @@
+"""Embedder vs the independent reference (tests/pipeline/qwen3_reference.py) on a wide-init tiny Qwen3."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from common.errors import NonFiniteOutputError
+from pipeline import Embedder
+from pipeline.qwen3_templates import END_TOKEN_ID
+from tests.pipeline import qwen3_reference as ref
+from tests.pipeline.text_samples import QUERIES, TEXTS
+
+MAX_LEN = 48
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_embedding_checkpoint):
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(tiny_embedding_checkpoint, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_embedding_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def embedder(tiny_embedding_checkpoint):
+    return Embedder.from_pretrained(tiny_embedding_checkpoint, device="cpu", max_length=MAX_LEN)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_documents_match_the_reference(embedder, reference):
+    got = embedder.embed_documents(TEXTS)
+    want = ref.embed(*reference, TEXTS, MAX_LEN)
+    assert got.dtype == np.float32 and got.shape == (len(TEXTS), embedder.hidden_size)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert _cosines(got, want).min() >= 0.9999
+    # The wide init makes inputs distinguishable; a constant output would also "match" a broken reference.
+    assert _cosines(got[:1], got[1:]).max() < 0.99
+
+
+@pytest.mark.parametrize("instruction", [None, "Given a product search query in any language, retrieve products"])
+def test_queries_match_the_reference(embedder, reference, instruction):
+    got = embedder.embed_queries(QUERIES, instruction=instruction)
+    texts = [ref.query_text(q, instruction) if instruction else ref.query_text(q) for q in QUERIES]
+    assert _cosines(got, ref.embed(*reference, texts, MAX_LEN)).min() >= 0.9999
+    # The instruction changes the vector: it is really applied.
+    assert _cosines(got, embedder.embed_documents(QUERIES)).max() < 0.999
+
+
+def test_mrl_dim_slices_then_normalises(tiny_embedding_checkpoint, reference):
+    small = Embedder.from_pretrained(tiny_embedding_checkpoint, device="cpu", dim=32, max_length=MAX_LEN)
+    got = small.embed_documents(TEXTS)
+    assert got.shape == (len(TEXTS), 32) and small.model_fingerprint["dim"] == 32
+    assert _cosines(got, ref.embed(*reference, TEXTS, MAX_LEN, dim=32)).min() >= 0.9999
+
+
+@pytest.mark.parametrize("budget", [1, 64, 200, 100_000])
+def test_micro_batch_budget_does_not_change_vectors(tiny_embedding_checkpoint, embedder, budget):
+    other = Embedder.from_pretrained(tiny_embedding_checkpoint, device="cpu", max_length=MAX_LEN, max_batch_tokens=budget)
+    got = other.embed_documents(TEXTS)
+    assert _cosines(got, embedder.embed_documents(TEXTS)).min() >= 0.9999
+    if budget == 1:
+        assert other.counters.micro_batches == len(TEXTS)
+    if budget == 100_000:  # only the padding floor cuts batches now
+        assert other.counters.padding_efficiency >= 0.98
+
+
+def test_packed_path_matches_padded(embedder):
+    ids = embedder.tokenize(TEXTS + QUERIES)
+    padded, _ = embedder.embed_token_ids(ids, packed=False)
+    before = embedder.counters.computed_tokens
+    packed, valid = embedder.embed_token_ids(ids, packed=True)
+    assert valid.all() and _cosines(packed, padded).min() >= 0.9999
+    # Packs compute no padding.
+    assert embedder.counters.computed_tokens - before == sum(len(x) for x in ids)
+    assert not embedder.packed_by_default  # CPU rule: padded, length-sorted batches
+
+
+def test_tokenize_appends_the_end_token_and_counts_truncation(tiny_embedding_checkpoint, reference):
+    emb = Embedder.from_pretrained(tiny_embedding_checkpoint, device="cpu", max_length=MAX_LEN)
+    ids = emb.tokenize(TEXTS)
+    _, tok = reference
+    assert ids == tok(TEXTS, truncation=True, max_length=MAX_LEN)["input_ids"]
+    assert all(seq[-1] == END_TOKEN_ID and len(seq) <= MAX_LEN for seq in ids)
+    assert emb.counters.truncated == 2
+    assert emb.tokenize([""]) == [[END_TOKEN_ID]]
+
+
+def test_a_tokenizer_without_the_post_processor_gets_the_end_token_appended(
+        tiny_embedding_checkpoint, tiny_reranker_checkpoint, reference):
+    from transformers import AutoTokenizer
+
+    emb = Embedder.from_pretrained(tiny_embedding_checkpoint, device="cpu", max_length=MAX_LEN)
+    emb.tokenizer = AutoTokenizer.from_pretrained(tiny_reranker_checkpoint)  # no <|endoftext|> appended
+    assert emb.tokenizer("a")["input_ids"][-1] != END_TOKEN_ID
+    assert emb.tokenize(TEXTS) == reference[1](TEXTS, truncation=True, max_length=MAX_LEN)["input_ids"]
+
+
+def test_counters_report_padding_efficiency(tiny_embedding_checkpoint):
+    emb = Embedder.from_pretrained(tiny_embedding_checkpoint, device="cpu", max_length=MAX_LEN, max_batch_tokens=10_000)
+    ids = [[9707] * 59 + [END_TOKEN_ID], [9707] * 58 + [END_TOKEN_ID]]  # 119 real tokens padded to 2 x 60
+    emb.embed_token_ids(ids)
+    c = emb.counters
+    assert (c.real_tokens, c.computed_tokens, c.micro_batches) == (119, 120, 1)
+    assert c.padding_efficiency == pytest.approx(c.real_tokens / c.computed_tokens)
+    emb.reset_counters()
+    assert emb.counters.real_tokens == 0
+
+
+def test_bad_inputs_raise_type_errors_naming_the_index(embedder):
+    with pytest.raises(TypeError, match=r"texts\[1\]"):
+        embedder.embed_documents(["ok", None])
+    with pytest.raises(TypeError, match=r"texts\[0\]"):
+        embedder.embed_queries([5])
+    assert embedder.embed_documents([""]).shape == (1, embedder.dim)
+    with pytest.raises(ValueError, match="end with"):
+        embedder.embed_token_ids([[1, 2, 3]])
+
+
+def test_dim_and_missing_model_are_clear_errors(tiny_embedding_checkpoint, tmp_path):
+    for dim in (16, 65):
+        with pytest.raises(ValueError, match="dim must be an integer from 32"):
+            Embedder.from_pretrained(tiny_embedding_checkpoint, device="cpu", dim=dim)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        Embedder.from_pretrained(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no-such-org/no-such-model"):
+        Embedder.from_pretrained("no-such-org/no-such-model")
+
+
+def test_non_finite_vectors_are_masked_and_public_calls_raise(tiny_embedding_checkpoint):
+    emb = Embedder.from_pretrained(tiny_embedding_checkpoint, device="cpu", max_length=MAX_LEN)
+    texts = ["fine text", "zebra poison", "other fine text"]
+    poison_id = emb.tokenizer(" poison", add_special_tokens=False)["input_ids"][0]
+    assert all(poison_id not in ids for ids in emb.tokenize([texts[0], texts[2]]))
+    # Fault injection: a NaN embedding row poisons exactly the inputs that contain that token.
+    with torch.no_grad():
+        emb.model.get_input_embeddings().weight[poison_id] = float("nan")
+    vectors, valid = emb.embed_token_ids(emb.tokenize(texts))
+    assert valid.tolist() == [True, False, True]
+    assert (vectors[1] == 0).all() and np.isfinite(vectors).all()
+    with pytest.raises(NonFiniteOutputError) as info:
+        emb.embed_documents(texts)
+    assert info.value.indices == [1]
+
+
+def test_fingerprint_and_metadata(embedder, tiny_embedding_checkpoint):
+    fp = embedder.model_fingerprint
+    assert fp["kind"] == "qwen3" and fp["dim"] == 64 and len(fp["sha"]) == 16
+    assert fp["name"] == tiny_embedding_checkpoint.name == embedder.model_name
+    assert Embedder.from_pretrained(tiny_embedding_checkpoint, device="cpu").model_fingerprint == fp
+    assert embedder.max_length == MAX_LEN and embedder.hidden_size == 64
+
+
+def test_import_pipeline_stays_light():
+    code = "import sys, pipeline; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

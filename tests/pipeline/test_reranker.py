@@ -1,0 +1,90 @@
+"""Reranker vs the independent full-vocabulary reference on a wide-init tiny Qwen3ForCausalLM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from common.errors import NonFiniteOutputError
+from pipeline import Reranker
+from tests.pipeline import qwen3_reference as ref
+from tests.pipeline.text_samples import QUERIES, TEXTS
+
+MAX_LEN = 160  # the fixed template takes ~60 tokens, so long documents get truncated
+PAIRS = [(q, d) for q in QUERIES[:3] for d in TEXTS]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_reranker_checkpoint):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_reranker_checkpoint, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_reranker_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def reranker(tiny_reranker_checkpoint):
+    return Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", max_length=MAX_LEN)
+
+
+@pytest.mark.parametrize("instruction", [None, "Given a product search query, judge whether the product matches"])
+def test_scores_match_the_reference(reranker, reference, instruction):
+    got = reranker.score(PAIRS, instruction=instruction)
+    want = ref.rerank(*reference, PAIRS, MAX_LEN, **({"instruction": instruction} if instruction else {}))
+    assert got.dtype == np.float32 and got.shape == (len(PAIRS),)
+    assert np.abs(got - want).max() <= 1e-4
+    assert ((got >= 0) & (got <= 1)).all()
+    assert got.std() > 0.01  # the wide init spreads scores; a constant would hide template bugs
+
+
+def test_truncation_cuts_the_middle_tail_like_the_official_code(tiny_reranker_checkpoint, reference):
+    rr = Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", max_length=MAX_LEN)
+    ids = rr.tokenize_pairs(PAIRS)
+    assert all(len(seq) <= MAX_LEN for seq in ids)
+    assert rr.counters.truncated == 2 * 3
+    assert rr.prefix_ids[0] == 151644 and ids[0][-len(rr.suffix_ids):] == rr.suffix_ids
+
+
+@pytest.mark.parametrize("budget", [1, 500, 100_000])
+def test_micro_batch_budget_does_not_change_scores(tiny_reranker_checkpoint, reranker, budget):
+    other = Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", max_length=MAX_LEN, max_batch_tokens=budget)
+    assert np.abs(other.score(PAIRS) - reranker.score(PAIRS)).max() <= 1e-5
+    if budget == 1:
+        assert other.counters.micro_batches == len(PAIRS)
+
+
+def test_yes_no_ids_are_looked_up(reranker):
+    assert (reranker.yes_id, reranker.no_id) == (9693, 2152)
+
+
+def test_bad_pairs_raise_type_errors_naming_the_index(reranker):
+    with pytest.raises(TypeError, match=r"pairs\[1\] document"):
+        reranker.score([("q", "d"), ("q", None)])
+    with pytest.raises(TypeError, match=r"pairs\[0\] query"):
+        reranker.score([(3, "d")])
+    with pytest.raises(TypeError, match="query is NoneType"):
+        reranker.score_candidates(None, ["d"])
+    with pytest.raises(TypeError, match=r"documents\[1\]"):
+        reranker.score_candidates("q", ["d", None])
+    assert reranker.score([("", "")]).shape == (1,)
+    with pytest.raises(ValueError, match="no room"):
+        Reranker(reranker.model, reranker.tokenizer, name="x", digest="x", max_length=20,
+                 device=torch.device("cpu"), max_batch_tokens=100)
+
+
+def test_non_finite_scores_are_masked_and_score_raises(tiny_reranker_checkpoint):
+    rr = Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", max_length=MAX_LEN)
+    docs = ["fine doc", "zebra poison", "another fine doc"]
+    poison_id = rr.tokenizer(" poison", add_special_tokens=False)["input_ids"][0]
+    # Fault injection: a NaN embedding row poisons exactly the pairs that contain that token.
+    with torch.no_grad():
+        rr.model.get_input_embeddings().weight[poison_id] = float("nan")
+    scores, valid = rr.score_token_ids(rr.tokenize_pairs([("q", d) for d in docs]))
+    assert valid.tolist() == [True, False, True] and scores[1] == 0.0
+    shared, shared_valid = rr.score_candidates("q", docs)
+    assert shared_valid.tolist() == [True, False, True]
+    assert np.abs(shared[shared_valid] - scores[valid]).max() <= 1e-4
+    with pytest.raises(NonFiniteOutputError) as info:
+        rr.score([("q", d) for d in docs])
+    assert info.value.indices == [1]
