@@ -3,6 +3,7 @@ time: how an incremental run holds a whole corpus's hashes with flat memory."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,7 +12,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from connectors.manifest_store import bucket_ids
+
+def _hash32(doc_id: str) -> int:
+    # The first 4 bytes of sha1, i.e. int(sha1(doc_id).hexdigest()[:8], 16), without the hex detour.
+    return int.from_bytes(hashlib.sha1(doc_id.encode("utf-8", "surrogatepass")).digest()[:4], "big")
+
+
+def bucket_of(doc_id: str, n_buckets: int) -> int:
+    """The bucket of a document: stable across processes, hosts and Python versions."""
+    return _hash32(doc_id) % n_buckets
+
+
+def bucket_ids(doc_ids: list[str], n_buckets: int) -> np.ndarray:
+    """bucket_of for many ids at once."""
+    return np.fromiter(map(_hash32, doc_ids), dtype=np.int64, count=len(doc_ids)) % n_buckets
 
 
 class BucketSpill:

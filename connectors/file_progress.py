@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from connectors.object_store import filesystem_for, join_uri, read_bytes, write_bytes
+from connectors.object_store import filesystem_for, join_uri, read_bytes, table_to_parquet, write_bytes
 from connectors.source_config import ObjectStoreOptions
 
 MANIFEST_SCHEMA = pa.schema([
@@ -44,13 +44,6 @@ def conform_manifest(table: pa.Table) -> pa.Table:
     if missing:
         raise ValueError(f"manifest rows lack column(s) {', '.join(missing)}; have {table.column_names}")
     return table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
-
-
-def table_to_parquet(table: pa.Table) -> bytes:
-    """A whole Parquet file in memory, so write_bytes can publish it atomically."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return sink.getvalue().to_pybytes()
 
 
 def file_key(file_uri: str) -> str:

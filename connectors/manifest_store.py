@@ -13,40 +13,21 @@ so two manifests with the same n_buckets put a document in the same bucket and d
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from connectors.file_progress import MANIFEST_SCHEMA, conform_manifest, table_to_parquet
-from connectors.object_store import filesystem_for, join_uri, read_bytes, write_bytes
+from connectors.bucket_spill import BucketSpill, bucket_ids, bucket_of  # noqa: F401 - re-exported
+from connectors.file_progress import MANIFEST_SCHEMA, conform_manifest
+from connectors.object_store import filesystem_for, join_uri, read_bytes, table_to_parquet, write_bytes
 from connectors.source_config import ObjectStoreOptions
 
 SUCCESS = "_SUCCESS"
-
-
-def _hash32(doc_id: str) -> int:
-    # The first 4 bytes of sha1, i.e. int(sha1(doc_id).hexdigest()[:8], 16), without the hex detour.
-    return int.from_bytes(hashlib.sha1(doc_id.encode("utf-8", "surrogatepass")).digest()[:4], "big")
-
-
-def bucket_of(doc_id: str, n_buckets: int) -> int:
-    """The bucket of a document: stable across processes, hosts and Python versions."""
-    return _hash32(doc_id) % n_buckets
-
-
-def bucket_ids(doc_ids: list[str], n_buckets: int) -> np.ndarray:
-    """bucket_of for many ids at once."""
-    return np.fromiter(map(_hash32, doc_ids), dtype=np.int64, count=len(doc_ids)) % n_buckets
 
 
 def manifests_uri(output_uri: str, alias: str) -> str:
@@ -73,31 +54,20 @@ class ManifestWriter:
         self.uri = manifest_uri(output_uri, alias, collection)
         self.n_buckets = n_buckets
         self._storage = storage
-        self._spill = Path(tempfile.mkdtemp(prefix="qbatch-manifest-", dir=spill_dir))
-        self._writers: dict[int, ipc.RecordBatchStreamWriter] = {}
+        self._spill = BucketSpill(MANIFEST_SCHEMA, n_buckets, directory=spill_dir)
 
     def add(self, table: pa.Table) -> None:
         """Append manifest rows; memory stays at one input table, whatever the corpus size."""
-        table = conform_manifest(table)
-        if table.num_rows == 0:
-            return
-        buckets = bucket_ids(table.column("doc_id").to_pylist(), self.n_buckets)
-        order = np.argsort(buckets, kind="stable")
-        grouped = table.take(pa.array(order))
-        offsets = np.concatenate([[0], np.cumsum(np.bincount(buckets, minlength=self.n_buckets))])
-        for i in np.flatnonzero(np.diff(offsets)):
-            part = grouped.slice(int(offsets[i]), int(offsets[i + 1] - offsets[i]))
-            self._writer(int(i)).write_table(part)
+        self._spill.add(conform_manifest(table))
 
     def commit(self) -> dict[str, Any]:
         """Write every bucket (sorted by doc_id, one in memory at a time), then _SUCCESS; the summary."""
-        self._close_spills()
         fs, path = filesystem_for(self.uri, self._storage)
         if fs.get_file_info(f"{path}/{SUCCESS}").type != pafs.FileType.NotFound:
             fs.delete_file(f"{path}/{SUCCESS}")  # a rewrite must not look complete halfway through
         docs = points = 0
         for i in range(self.n_buckets):
-            bucket = self._read_spill(i).sort_by("doc_id")
+            bucket = self._spill.read(i).sort_by("doc_id")
             _refuse_duplicates(bucket, i)
             write_bytes(join_uri(self.uri, bucket_name(i)), table_to_parquet(bucket), self._storage)
             docs += bucket.num_rows
@@ -110,31 +80,13 @@ class ManifestWriter:
 
     def close(self) -> None:
         """Drop the spill files; a manifest not committed by now is abandoned."""
-        self._close_spills()
-        shutil.rmtree(self._spill, ignore_errors=True)
+        self._spill.close()
 
     def __enter__(self) -> "ManifestWriter":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _writer(self, i: int) -> ipc.RecordBatchStreamWriter:
-        if i not in self._writers:
-            self._writers[i] = ipc.new_stream(pa.OSFile(str(self._spill / f"{i:04d}.arrow"), "wb"), MANIFEST_SCHEMA)
-        return self._writers[i]
-
-    def _close_spills(self) -> None:
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
-
-    def _read_spill(self, i: int) -> pa.Table:
-        spill = self._spill / f"{i:04d}.arrow"
-        if not spill.exists():
-            return MANIFEST_SCHEMA.empty_table()
-        with pa.memory_map(str(spill)) as source:
-            return ipc.open_stream(source).read_all()
 
 
 def _refuse_duplicates(sorted_bucket: pa.Table, i: int) -> None:

@@ -131,3 +131,13 @@ def storage_error(action: str, uri: str, exc: BaseException, storage: ObjectStor
     elif "access denied" in lowered or "accessdenied" in lowered or "forbidden" in lowered or "permission" in lowered:
         hint = " (access denied; check the credentials' permissions for this bucket/prefix)"
     return SourceError(f"cannot {action} {uri}{hint}: {detail}")
+
+
+def table_to_parquet(table) -> bytes:
+    """A whole Parquet file in memory, so write_bytes can publish it atomically (local disk and S3)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from connectors.qdrant_config import FORBIDDEN_NAME_CHARS, QdrantConfig
 from connectors.source_config import SourceConfig
+from jobs.model_actor_pool import ModelActorPoolConfig
 
 
 class ColumnsConfig(BaseModel):
@@ -61,42 +62,15 @@ class ChunkingConfig(BaseModel):
         return self
 
 
-class EmbedConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EmbedConfig(ModelActorPoolConfig):
+    """The embedding model and its actor pool (concurrency, num_gpus, num_cpus from the base)."""
 
     model: str = Field(..., description="checkpoint path or hub name (Qwen3-Embedding or a sentence-transformers encoder)")
     dim: int | None = Field(None, ge=32, description="MRL output dimension (32..hidden); none = hidden size")
     max_length: int = Field(8192, ge=8, description="max tokens per input, end token included")
-    dtype: str | None = Field(None, description="float32, bfloat16, float16; none = bf16 on GPU, fp32 on CPU")
-    device: str | None = Field(None, description="cpu, cuda, cuda:1; none = cuda if available")
     doc_instruction: str | None = Field(None, description="instruction for documents; normally none (symmetric tasks set it)")
     query_instruction: str | None = Field(None, description="instruction for queries; none = the default web-search task")
-    max_batch_tokens: int | None = Field(None, ge=16, description="padded tokens per micro-batch; none = per-device default")
-    concurrency: tuple[int, int] = Field((1, 1), description="embed actors as [min, max]")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per embed actor")
-    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per embed actor")
     batch_size: int = Field(256, ge=1, description="rows handed to an actor per call")
-
-    @field_validator("concurrency", mode="before")
-    @classmethod
-    def _int_or_pair(cls, v):
-        if isinstance(v, int):
-            return (v, v)
-        return v
-
-    @field_validator("concurrency")
-    @classmethod
-    def _ordered(cls, v: tuple[int, int]) -> tuple[int, int]:
-        if v[0] < 1 or v[1] < v[0]:
-            raise ValueError("embed.concurrency must be [min, max] with 1 <= min <= max")
-        return v
-
-    @field_validator("dtype")
-    @classmethod
-    def _known_dtype(cls, v: str | None) -> str | None:
-        if v is not None and v not in ("float32", "bfloat16", "float16", "fp32", "bf16", "fp16"):
-            raise ValueError(f"unknown dtype {v!r}; use float32, bfloat16 or float16")
-        return v
 
 
 RESERVED_PAYLOAD_KEYS = frozenset({"doc_id", "chunk", "span", "text", "lang", "content_hash", "payload_hash",

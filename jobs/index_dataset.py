@@ -5,7 +5,6 @@ read and prep stages: an embed pool that reserves every CPU starves them and the
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 from jobs.index_config import IndexConfig
@@ -31,26 +30,12 @@ class PoolPlan:
 
 def plan_pools(cfg: IndexConfig, resources: dict[str, float]) -> PoolPlan:
     """Size the actor pools from `ray.available_resources()`."""
-    cpus = float(resources.get("CPU", 1.0))
-    gpus = float(resources.get("GPU", 0.0))
-    lo, hi = cfg.embed.concurrency
-    if cfg.embed.num_gpus > 0:
-        fit = int(gpus // cfg.embed.num_gpus) if gpus else 0
-        if fit < 1:
-            from common.errors import ConfigError
+    from jobs.model_actor_pool import size_actor_pool
 
-            raise ConfigError(f"embed.num_gpus={cfg.embed.num_gpus} but the cluster has {gpus} GPUs")
-        hi = min(hi, fit)
-    # Reserve at least one CPU (or a quarter, on big nodes) for reading and prep.
-    spare = max(1.0, cpus * 0.25) if cpus >= 2 else cpus * 0.5
-    embed_cpus = min(cfg.embed.num_cpus, max(0.5, cpus - spare))
-    hi = max(1, min(hi, int((cpus - spare) // embed_cpus) if cpus - spare >= embed_cpus else 1))
-    lo = min(lo, hi)
-    left = max(0.5, cpus - hi * embed_cpus)
+    embed = size_actor_pool("embed", cfg.embed, resources)
+    left = embed.cpus_left
     prep_actors = max(1, min(int(left // 1), 16))
-    # On CPU the embed actors do the heavy compute: give their torch threads the cores they share.
-    torch_threads = None if cfg.embed.num_gpus > 0 else max(1, math.floor(cpus / hi))
-    return PoolPlan((lo, hi), embed_cpus, cfg.embed.num_gpus, torch_threads,
+    return PoolPlan(embed.concurrency, embed.num_cpus, embed.num_gpus, embed.torch_threads,
                     prep_actors, min(0.5, left / prep_actors), min(0.25, left / 4))
 
 

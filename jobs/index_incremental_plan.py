@@ -38,8 +38,8 @@ def scan_and_plan(cfg: IndexConfig, files, spec, pools, run_id: str, old_reader,
     documents that need no embedding (unchanged, payload-only, and in append mode vanished ones) go
     straight to `new_manifest`; payload updates to a disk spill. The caller closes plan.payload_updates."""
     from connectors.bucket_spill import BucketSpill
-    from connectors.file_progress import MANIFEST_SCHEMA, file_key, table_to_parquet
-    from connectors.object_store import join_uri, write_bytes
+    from connectors.file_progress import MANIFEST_SCHEMA, file_key
+    from connectors.object_store import join_uri, table_to_parquet, write_bytes
     from connectors.seen_ids_store import SeenIdsStore
     from jobs.index_dataset import build_index_dataset
     from pipeline.manifest_diff import DiffSummary, diff_bucket

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from connectors.qdrant_config import QdrantConfig
 from connectors.source_config import ObjectStoreOptions, SourceConfig
 from jobs.index_config import normalise_run_id
+from jobs.model_actor_pool import ModelActorPoolConfig
 
 
 class QueryLogColumns(BaseModel):
@@ -68,31 +69,13 @@ class CandidatesConfig(BaseModel):
                                          "none = one per 64 MiB of log files")
 
 
-class RerankerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RerankerConfig(ModelActorPoolConfig):
+    """The reranker model and its actor pool (concurrency, num_gpus, num_cpus from the base)."""
 
     model: str = Field(..., description="Qwen3-Reranker checkpoint path or hub name")
     instruction: str | None = Field(None, description="task instruction; none = the default web-search task")
     max_length: int = Field(8192, ge=32, description="max tokens per (query, document) pair")
-    max_batch_tokens: int | None = Field(None, ge=16, description="padded tokens per micro-batch; none = per-device default")
-    dtype: str | None = Field(None, description="float32, bfloat16, float16; none = bf16 on GPU, fp32 on CPU")
-    device: str | None = Field(None, description="cpu, cuda, cuda:1; none = cuda if available")
-    concurrency: tuple[int, int] = Field((1, 1), description="reranker actors as [min, max]")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per reranker actor")
-    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per reranker actor")
     queries_per_batch: int = Field(16, ge=1, description="queries handed to an actor per call")
-
-    @field_validator("concurrency", mode="before")
-    @classmethod
-    def _int_or_pair(cls, v):
-        return (v, v) if isinstance(v, int) else v
-
-    @field_validator("concurrency")
-    @classmethod
-    def _ordered(cls, v: tuple[int, int]) -> tuple[int, int]:
-        if v[0] < 1 or v[1] < v[0]:
-            raise ValueError("reranker.concurrency must be [min, max] with 1 <= min <= max")
-        return v
 
 
 class RerankOutputConfig(BaseModel):

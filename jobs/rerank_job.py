@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -34,18 +33,10 @@ class RerankPool:
 
 def plan_pool(cfg: RerankConfig, resources: dict[str, float]) -> RerankPool:
     """Size the reranker pool from `ray.available_resources()`, leaving CPU for the driver and Ray Data."""
-    cpus, gpus = float(resources.get("CPU", 1.0)), float(resources.get("GPU", 0.0))
-    lo, hi = cfg.reranker.concurrency
-    if cfg.reranker.num_gpus > 0:
-        fit = int(gpus // cfg.reranker.num_gpus) if gpus else 0
-        if fit < 1:
-            raise ConfigError(f"reranker.num_gpus={cfg.reranker.num_gpus} but the cluster has {gpus} GPUs")
-        hi = min(hi, fit)
-    spare = max(1.0, cpus * 0.25) if cpus >= 2 else cpus * 0.5
-    actor_cpus = min(cfg.reranker.num_cpus, max(0.5, cpus - spare))
-    hi = max(1, min(hi, int((cpus - spare) // actor_cpus) if cpus - spare >= actor_cpus else 1))
-    threads = None if cfg.reranker.num_gpus > 0 else max(1, math.floor(cpus / hi))
-    return RerankPool((min(lo, hi), hi), actor_cpus, cfg.reranker.num_gpus, threads)
+    from jobs.model_actor_pool import size_actor_pool
+
+    size = size_actor_pool("reranker", cfg.reranker, resources)
+    return RerankPool(size.concurrency, size.num_cpus, size.num_gpus, size.torch_threads)
 
 
 def build_redactor(cfg: RerankConfig) -> QueryRedactor:
