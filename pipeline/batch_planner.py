@@ -69,7 +69,9 @@ def plan_padded_batches(lengths: Sequence[int], max_batch_tokens: int,
     """Cut length-sorted rows so rows x (padded length + row_overhead) <= budget; an over-budget row runs alone.
 
     A batch also closes when the next row would drop its real/padded share below `min_efficiency`.
-    `row_overhead` counts tokens every row carries besides its own (a shared reranker prefix's KV).
+    `row_overhead` counts tokens every row carries besides its own (the shared reranker prefix each
+    candidate attends over); it counts as real work in that share too, so short tails after a long
+    prefix still form batches big enough to amortise a forward pass.
     """
     arr = _check(lengths, max_batch_tokens)
     order = length_order(arr)
@@ -82,7 +84,8 @@ def plan_padded_batches(lengths: Sequence[int], max_batch_tokens: int,
         stop, real = start + 1, width
         while stop < order.size and stop - start < max_rows:
             nxt = int(arr[order[stop]])
-            if real + nxt < min_efficiency * width * (stop - start + 1):
+            rows = stop - start + 1
+            if real + nxt + row_overhead * rows < min_efficiency * (width + row_overhead) * rows:
                 break
             real += nxt
             stop += 1

@@ -15,12 +15,13 @@ from common.errors import NonFiniteOutputError
 from pipeline.batch_counters import BatchCounters
 from pipeline.batch_planner import MicroBatch, plan_packs, plan_padded_batches
 from pipeline.embedding_forward import forward_packed, forward_padded
+from pipeline.embedding_tokenizer import EmbeddingTokenizer
 from pipeline.encoder_checkpoint import (EncoderLayout, checkpoint_digest, display_name, read_layout,
                                          resolve_checkpoint)
 from pipeline.micro_batch_runner import run_micro_batches
-from pipeline.model_inputs import check_id_lists, check_texts, finite_rows
+from pipeline.model_inputs import check_id_lists, finite_rows
 from pipeline.pooling import slice_and_normalize
-from pipeline.qwen3_templates import DEFAULT_TASK, END_TOKEN_ID, format_query
+from pipeline.qwen3_templates import END_TOKEN_ID
 from pipeline.torch_devices import (attention_implementation, default_max_batch_tokens, resolve_device,
                                     resolve_dtype)
 
@@ -46,6 +47,9 @@ class Embedder:
         self.max_batch_tokens = int(max_batch_tokens)
         self.counters = BatchCounters()
         self.model_fingerprint = {"name": name, "sha": digest, "dim": self.dim, "kind": self.kind}
+        # One tokenisation for the whole system: the CPU prep stage uses the same class without weights.
+        self.text_tokenizer = EmbeddingTokenizer(tokenizer, layout, name=name, digest=digest,
+                                                 hidden_size=self.hidden_size, max_length=self.max_length)
         self._pad_id = _pad_id(tokenizer, layout)
         if layout.kind == "qwen3":
             _check_end_token_rule(tokenizer)
@@ -89,26 +93,10 @@ class Embedder:
 
     def tokenize(self, texts: Sequence[str], query: bool = False, instruction: str | None = None) -> list[list[int]]:
         """Token ids with the query template, truncation and (Qwen3) the end token applied."""
-        texts = check_texts(texts)
-        if query:
-            texts = [self._format_query(t, instruction) for t in texts]
-        if not texts:
-            return []
-        if self.kind == "qwen3":
-            # Same ids as the official `tokenizer(..., truncation=True, max_length)` with the end-token
-            # post-processor, and as "truncate to max_length-1, append 151643" without it.
-            content = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-            keep = self.max_length - 1
-            self.counters.truncated += sum(len(ids) > keep for ids in content)
-            return [list(ids[:keep]) + [END_TOKEN_ID] for ids in content]
-        full = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
-        over = [i for i, ids in enumerate(full) if len(ids) > self.max_length]
-        if over:
-            self.counters.truncated += len(over)
-            cut = self.tokenizer([texts[i] for i in over], truncation=True, max_length=self.max_length)["input_ids"]
-            for i, ids in zip(over, cut):
-                full[i] = ids
-        return [list(ids) for ids in full]
+        before = self.text_tokenizer.truncated
+        ids = self.text_tokenizer.tokenize(texts, query=query, instruction=instruction)
+        self.counters.truncated += self.text_tokenizer.truncated - before
+        return ids
 
     def embed_token_ids(self, id_lists: Sequence[Sequence[int]],
                         packed: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -145,12 +133,6 @@ class Embedder:
     def embed_queries(self, texts: Sequence[str], instruction: str | None = None) -> np.ndarray:
         """Queries with `Instruct: {task}\\nQuery:{query}` (Qwen3; `None` = web-search task)."""
         return self._embed_checked(self.tokenize(texts, query=True, instruction=instruction))
-
-    def _format_query(self, text: str, instruction: str | None) -> str:
-        if self.kind == "qwen3":
-            return format_query(text, instruction if instruction is not None else DEFAULT_TASK)
-        # sentence-transformers models take an optional plain prompt prefix, as `encode(prompt=...)`.
-        return f"{instruction}{text}" if instruction else text
 
     def _embed_checked(self, ids: list[list[int]]) -> np.ndarray:
         vectors, valid = self.embed_token_ids(ids)

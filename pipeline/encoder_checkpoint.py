@@ -58,11 +58,23 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
         ) from error
 
 
+_GENERIC_DIR_NAMES = frozenset({"model", "models", "checkpoint", "weights", "snapshot", "final", "latest"})
+
+
 def display_name(name_or_path: str | os.PathLike[str]) -> str:
-    """A hub id as given; a local directory by its last component (paths differ between machines)."""
+    """A hub id as given; a local directory by its last component (paths differ between machines), with
+    the parent for generic names ("pkg/model"), and the hub id for a hub-cache snapshot."""
     name = os.fspath(name_or_path)
     local = Path(name).expanduser()
-    return local.resolve().name if local.is_dir() else name
+    if not local.is_dir():
+        return name
+    parts = local.resolve().parts
+    for i, part in enumerate(parts[:-1]):
+        if part.startswith("models--") and parts[i + 1] == "snapshots":
+            return part[len("models--"):].replace("--", "/")
+    if parts[-1].lower() in _GENERIC_DIR_NAMES and len(parts) > 1:
+        return f"{parts[-2]}/{parts[-1]}"
+    return parts[-1]
 
 
 def read_layout(path: Path) -> EncoderLayout:

@@ -239,6 +239,7 @@ def test_crash_with_sigkill_then_resume_gives_exact_counts(tmp_path, tiny_embedd
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     report = read_report(tmp_path, "r1")
+    print("resume figures:", report["resume"])  # quoted in the closing note (pytest -s)
     assert report["counts"]["read"] == 240 == report["counts"]["docs_upserted"]
     assert report["resume"]["attempt"] == 2
     assert report["resume"]["files_done_by_earlier_attempts"] >= done_before

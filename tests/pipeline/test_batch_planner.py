@@ -26,6 +26,16 @@ def test_padded_plan_covers_every_index_once_within_budget(lengths, budget):
 
 
 @settings(deadline=None, max_examples=200)
+@given(lengths=lengths_st, budget=budget_st, overhead=st.integers(min_value=0, max_value=200))
+def test_row_overhead_plans_stay_within_budget_and_floor(lengths, budget, overhead):
+    batches = plan_padded_batches(lengths, budget, row_overhead=overhead)
+    assert sorted(execution_order(batches).tolist()) == list(range(len(lengths)))
+    for b in batches:
+        assert b.rows * (b.padded_len + overhead) <= budget or b.rows == 1
+        assert b.real_tokens + overhead * b.rows >= 0.98 * (b.padded_len + overhead) * b.rows or b.rows == 1
+
+
+@settings(deadline=None, max_examples=200)
 @given(lengths=lengths_st, budget=budget_st)
 def test_packs_cover_every_index_once_within_budget(lengths, budget):
     packs = plan_packs(lengths, budget)
@@ -68,6 +78,10 @@ def test_row_overhead_counts_against_the_budget():
     batches = plan_padded_batches([10] * 6, 100, row_overhead=40)
     assert [b.rows for b in batches] == [2, 2, 2]
     assert all(b.padded_tokens == 20 for b in batches)
+    # The overhead is real work, so tails of 10 and 8 after a 90-token prefix share a batch...
+    assert [b.rows for b in plan_padded_batches([10, 8], 1000, row_overhead=90)] == [2]
+    # ...which they would not on their own (8/10 < 0.98).
+    assert [b.rows for b in plan_padded_batches([10, 8], 1000)] == [1, 1]
 
 
 def test_over_budget_sequence_runs_alone_and_halves_split():

@@ -59,3 +59,17 @@ def test_missing_paths_never_fall_back(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no config.json"):
         resolve_checkpoint(tmp_path / "empty")
+
+
+def test_display_names_are_stable_and_recognisable(tmp_path):
+    from pipeline.encoder_checkpoint import display_name
+
+    snapshot = tmp_path / "hub" / "models--Qwen--Qwen3-Embedding-0.6B" / "snapshots" / "abc123"
+    generic = tmp_path / "gt_pkg" / "model"
+    plain = tmp_path / "my-finetune-v3"
+    for d in (snapshot, generic, plain):
+        d.mkdir(parents=True)
+    assert display_name(snapshot) == "Qwen/Qwen3-Embedding-0.6B"
+    assert display_name(generic) == "gt_pkg/model"
+    assert display_name(plain) == "my-finetune-v3"
+    assert display_name("Qwen/Qwen3-Reranker-0.6B") == "Qwen/Qwen3-Reranker-0.6B"
