@@ -87,11 +87,11 @@ def write_corpus(folder: Path, texts: list[str], files: int) -> None:
         pq.write_table(pa.table({"id": ids, "text": part}), folder / f"part-{k:03d}.parquet")
 
 
-def run_index(tmp: Path, corpus: Path, model: Path, run_id: str) -> tuple[dict, float]:
+def run_index(tmp: Path, corpus: Path, model: Path, run_id: str, extra: str = "") -> tuple[dict, float]:
     from jobs import cli
 
     cfg = tmp / f"{run_id}.toml"
-    cfg.write_text(f'[source]\nuri = "{corpus}"\n[columns]\ntext = "text"\n[embed]\nmodel = "{model}"\n'
+    cfg.write_text(f'[source]\nuri = "{corpus}"\n[columns]\ntext = "text"\n[embed]\nmodel = "{model}"\n{extra}'
                    f'[qdrant]\npath = "{tmp / ("qdrant-" + run_id)}"\ncollection = "bench"\nstore_text = false\n'
                    f'[run]\noutput_uri = "{tmp / "out"}"\nrun_id = "{run_id}"\nprogress = false\n')
     start = time.perf_counter()
@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--scales", default="1,10", help="corpus multiples to run end to end")
     parser.add_argument("--files", type=int, default=8, help="files per corpus")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--embed", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra [embed] settings for the end-to-end runs, e.g. --embed torch_threads=1")
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
 
@@ -138,7 +140,7 @@ def main() -> None:
             corpus = tmp / f"corpus-x{scale}"
             write_corpus(corpus, texts[:args.n * scale], args.files)
             with PeakRss() as rss:
-                report, wall = run_index(tmp, corpus, model, f"x{scale}")
+                report, wall = run_index(tmp, corpus, model, f"x{scale}", "".join(f"{kv}\n" for kv in args.embed))
             tokens = report["tokens"]
             load_s = report["stages_seconds"]["load pass wall"]
             rows.append((scale, report["counts"]["read"], tokens["real"], tokens["real"] / load_s,

@@ -5,7 +5,9 @@ are retried with exponential backoff and full jitter; anything else fails at onc
 from __future__ import annotations
 
 import random
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from functools import partial
 from typing import Any, Callable, TypeVar
@@ -67,11 +69,15 @@ def last_wins(ids: list[str]) -> list[int]:
 
 
 class PointWriter:
-    """Buffers points and upserts them `batch_size` at a time with wait=True."""
+    """Buffers points and upserts them `batch_size` at a time with wait=True.
+
+    `parallel > 1` (server mode only; local mode allows one writer) keeps up to that many upserts in
+    flight from a thread pool; `flush()` returns only once every one of them was acknowledged, so a
+    caller that checkpoints after flush() never marks unwritten points as done."""
 
     def __init__(self, client: QdrantClient, collection: str, batch_size: int = 256, max_retries: int = 6, *,
                  base_delay_s: float = 0.5, max_delay_s: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None):
+                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None, parallel: int = 1):
         if batch_size < 1 or max_retries < 1:
             raise ValueError(f"batch_size and max_retries must be >= 1, got {batch_size} and {max_retries}")
         self.client, self.collection = client, collection
@@ -85,6 +91,10 @@ class PointWriter:
         self._payloads: list[dict[str, Any]] = []
         self._batches = 0
         self._closed = False
+        self.parallel = max(1, int(parallel))
+        self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="qdrant-writer") if self.parallel > 1 else None
+        self._inflight: list[Future] = []
+        self._lock = threading.Lock()
 
     def stats(self) -> dict[str, int]:
         """The counters as a plain dict, for the run report."""
@@ -93,12 +103,14 @@ class PointWriter:
     @classmethod
     def from_config(cls, client: QdrantClient, cfg: QdrantConfig, collection: str | None = None,
                     **kwargs: Any) -> "PointWriter":
-        return cls(client, collection or cfg.collection, cfg.upsert_batch_size, cfg.max_retries, **kwargs)
+        return cls(client, collection or cfg.collection, cfg.upsert_batch_size, cfg.max_retries,
+                   parallel=cfg.parallel_writers, **kwargs)
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
         """fn() with retries on transient errors; SinkUnreachableError naming `what` once they run out."""
         for attempt in range(1, self.max_retries + 1):
-            self.counters.requests += 1
+            with self._lock:
+                self.counters.requests += 1
             try:
                 return fn()
             except Exception as e:
@@ -110,7 +122,8 @@ class PointWriter:
                         f"gave up on {what} in collection {self.collection!r} after {attempt} tries; last "
                         f"error: {type(e).__name__}: {e}. Earlier batches are written; a rerun rewrites "
                         "the same ids, so it is safe to retry the job.") from e
-                self.counters.retries += 1
+                with self._lock:
+                    self.counters.retries += 1
                 # Full jitter: many writers that failed together must not all come back together.
                 self._sleep(self._rng.uniform(0.0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))))
         raise AssertionError("unreachable")
@@ -138,17 +151,22 @@ class PointWriter:
         return written
 
     def flush(self) -> int:
-        """Upsert everything buffered; returns the number of points sent."""
+        """Upsert everything buffered and wait for every request in flight; returns the points sent."""
         written = 0
         while self._ids:
             written += self._send(min(self.batch_size, len(self._ids)))
+        self._drain(0)
         return written
 
     def close(self) -> None:
         """Flush and refuse further writes. The client stays open: it belongs to the caller."""
         if not self._closed:
-            self.flush()
-            self._closed = True
+            try:
+                self.flush()
+            finally:
+                self._closed = True
+                if self._pool is not None:
+                    self._pool.shutdown(wait=True)
 
     def __enter__(self) -> "PointWriter":
         return self
@@ -166,11 +184,26 @@ class PointWriter:
                              payloads=[payloads[i] for i in keep])
         self._batches += 1
         what = f"upsert batch {self._batches} ({len(ids)} points, ids {ids[0]} .. {ids[-1]})"
-        self._call(partial(self.client.upsert, self.collection, points=batch, wait=True), what)
-        # Drop from the buffer only once Qdrant has the batch: a failed batch is still there to inspect.
-        del self._ids[:n], self._vectors[:n], self._payloads[:n]
-        self.counters.points_written += len(ids)
+        if self._pool is None:
+            self._upsert(batch, what, len(ids))
+            # Drop from the buffer only once Qdrant has the batch: a failed batch is still there to inspect.
+            del self._ids[:n], self._vectors[:n], self._payloads[:n]
+            return len(ids)
+        del self._ids[:n], self._vectors[:n], self._payloads[:n]  # the request owns the batch now
+        self._inflight.append(self._pool.submit(self._upsert, batch, what, len(ids)))
+        if len(self._inflight) >= 2 * self.parallel:  # bound memory: wait for the oldest requests
+            self._drain(self.parallel)
         return len(ids)
+
+    def _upsert(self, batch: models.Batch, what: str, n: int) -> None:
+        self._call(partial(self.client.upsert, self.collection, points=batch, wait=True), what)
+        with self._lock:
+            self.counters.points_written += n
+
+    def _drain(self, keep: int) -> None:
+        """Wait until at most `keep` requests are in flight; a failed request raises its error here."""
+        while len(self._inflight) > keep:
+            self._inflight.pop(0).result()
 
     def set_payload_many(self, updates: list[tuple[dict[str, Any], list[str]]]) -> int:
         """Merge each payload into its points, `batch_size` operations per request; returns operations sent."""

@@ -55,8 +55,7 @@ def run_load_pass(cfg: IndexConfig, client, collection: str, files, spec, run_id
             ids = table.column("doc_id").to_pylist()
             seen.claim((doc_id, "<done>", 0) for doc_id in ids)
         if todo:
-            writer = PointWriter(client, collection, batch_size=cfg.qdrant.upsert_batch_size,
-                                 max_retries=cfg.qdrant.max_retries)
+            writer = PointWriter.from_config(client, cfg.qdrant, collection)
             sink = IndexSink(writer, progress, seen, run_id, cfg.qdrant.store_text, cfg.columns.payload,
                              filtered=keep_lines is not None)
             ds = build_index_dataset(cfg, todo, spec.fingerprint, spec.dim, pools,

@@ -61,6 +61,7 @@ def build_report(run, wall_s: float) -> dict:
             "embed (sum over actors)": round(sc.embed_seconds, 3) if sc else 0.0,
             "qdrant write (driver)": round(sc.write_seconds, 3) if sc else 0.0,
             "checkpoints (driver)": round(sc.checkpoint_seconds, 3) if sc else 0.0,
+            "sink total (driver)": round(sc.sink_seconds, 3) if sc else 0.0,
             "load pass wall": round(pipeline_s, 3) if load else 0.0,
             "total wall": round(wall_s, 3),
         },

@@ -24,6 +24,7 @@ class ModelActorPoolConfig(BaseModel):
     concurrency: tuple[int, int] = Field((1, 1), description="actors as [min, max]")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor")
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per actor")
+    torch_threads: int | None = Field(None, ge=1, description="CPU only: torch threads per actor; none = cores / actors")
 
     @field_validator("concurrency", mode="before")
     @classmethod
@@ -68,5 +69,5 @@ def size_actor_pool(section: str, pool: ModelActorPoolConfig, resources: dict[st
     spare = max(1.0, cpus * 0.25) if cpus >= 2 else cpus * 0.5
     actor_cpus = min(pool.num_cpus, max(0.5, cpus - spare))
     hi = max(1, min(hi, int((cpus - spare) // actor_cpus) if cpus - spare >= actor_cpus else 1))
-    threads = None if pool.num_gpus > 0 else max(1, math.floor(cpus / hi))
+    threads = None if pool.num_gpus > 0 else (pool.torch_threads or max(1, math.floor(cpus / hi)))
     return ActorPoolSize((min(lo, hi), hi), actor_cpus, pool.num_gpus, threads, max(0.5, cpus - hi * actor_cpus))

@@ -20,9 +20,15 @@ def repo_root() -> Path:
 
 
 def runtime_env() -> dict:
-    """working_dir = this source tree, so cluster workers import the same jobs/pipeline/connectors."""
-    return {"working_dir": str(repo_root()), "excludes": RUNTIME_ENV_EXCLUDES,
-            "env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+    """working_dir = this source tree, so cluster workers import the same jobs/pipeline/connectors.
+    From a non-editable install there is no source tree to ship (repo_root() would be site-packages):
+    then the cluster's image must have the same qbatch installed, and only env vars are sent."""
+    env: dict = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+    if (repo_root() / "pyproject.toml").is_file():
+        env.update(working_dir=str(repo_root()), excludes=RUNTIME_ENV_EXCLUDES)
+    else:
+        log.warning("qbatch is not running from a source tree; relying on the cluster image's qbatch")
+    return env
 
 
 def init_ray(address: str | None = None) -> None:

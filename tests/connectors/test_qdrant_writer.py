@@ -227,3 +227,48 @@ def test_helpers():
     assert WriterStats(1, 2, 3, 4) + WriterStats(10, 20, 30, 40) == WriterStats(11, 22, 33, 44)
     w = PointWriter.from_config(None, QdrantConfig(upsert_batch_size=7, max_retries=2, collection="x"))
     assert (w.collection, w.batch_size, w.max_retries) == ("x", 7, 2)
+
+
+class SerializedClient:
+    """TEST WRAPPER around a REAL local-mode client: local mode is not meant for concurrent callers,
+    so calls are serialised here; the writer's own thread pool, bookkeeping and errors are real."""
+
+    def __init__(self, inner):
+        import threading
+
+        self.inner, self.lock, self.max_waiting = inner, threading.Lock(), 0
+        self._waiting = 0
+
+    def __getattr__(self, name: str):
+        target = getattr(self.inner, name)
+
+        def call(*args, **kwargs):
+            self._waiting += 1
+            self.max_waiting = max(self.max_waiting, self._waiting)
+            with self.lock:
+                self._waiting -= 1
+                return target(*args, **kwargs)
+        return call
+
+
+def test_parallel_writers_land_every_point_once_and_flush_waits_for_all(client):
+    injector = FaultInjector(client, [http_error(503), httpx.ConnectError("reset")])
+    wrapped = SerializedClient(injector)
+    writer = PointWriter(wrapped, "c", batch_size=5, parallel=3, sleep=lambda s: None, seed=1)
+    ids, vecs, pays = points(60)
+    for start in range(0, 60, 7):
+        writer.write(ids[start:start + 7], vecs[start:start + 7], pays[start:start + 7])
+    writer.flush()  # returns only when every request in flight was acknowledged
+    assert client.count("c").count == 60 and sorted(stored(client)) == sorted(ids)
+    assert writer.counters.points_written == 60 and writer.counters.retries == 2
+    writer.close()
+
+
+def test_a_parallel_batch_that_gives_up_raises_at_flush(client):
+    injector = FaultInjector(client, [http_error(503)] * 10)
+    writer = PointWriter(SerializedClient(injector), "c", batch_size=4, max_retries=2, parallel=2,
+                         sleep=lambda s: None)
+    ids, vecs, pays = points(4)
+    writer.write(ids, vecs, pays)
+    with pytest.raises(SinkUnreachableError, match="upsert batch 1"):
+        writer.flush()
