@@ -41,9 +41,12 @@ def run_full(run: IndexRun, dead_letter) -> None:
     state = run.state_store.load()
     if not state.reached("loaded"):
         ensure_collection(client, cfg.qdrant, coll, run.creation_spec(), bulk_load=True)
-    load = run_load_pass(cfg, client, coll, run.files, run.spec, run.run_id, run.pools, run.progress)
+    load = run_load_pass(cfg, client, coll, run.files, run.spec, run.run_id, run.pools, run.progress,
+                         heartbeat=run.refresh_lock)
     run.report["load"] = load
-    run.refresh_lock()
+    run.refresh_lock(every_s=0)
+    run.check_reject_ratio(load.totals["read"], sum(load.rejected.values()),
+                           f"collection {coll} is kept for inspection and alias {run.alias} was not switched")
     if not state.reached("loaded"):
         finish_bulk_load(client, cfg.qdrant, coll)
         wait_until_green(client, coll, cfg.gates.green_timeout_s)

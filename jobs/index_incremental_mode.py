@@ -49,13 +49,15 @@ def run_incremental(run: IndexRun, dead_letter, append: bool) -> None:
                     run.report["gates"] = [{"gate": "diff_projection", "passed": False, "message": m}
                                            for m in failures]
                     raise GateFailedError("refused before writing anything: " + "; ".join(failures))
+                run.check_reject_ratio(plan.read, sum(plan.rejected.values()),
+                                       "refused before writing anything to the live collection")
                 golden_before = golden_recall_of(client, coll, golden, vectors, cfg.gates.golden_k) \
                     if golden else None
                 files = [f for f in run.files if f.uri in plan.keep_lines]
                 load = run_load_pass(cfg, client, coll, files, run.spec, run.run_id, run.pools, run.progress,
-                                     keep_lines=plan.keep_lines)
+                                     keep_lines=plan.keep_lines, heartbeat=run.refresh_lock)
                 run.report["load"] = load
-                run.refresh_lock()
+                run.refresh_lock(every_s=0)
                 updated = apply_payload_updates(run, plan)
                 changed = plan.summary.new_docs + plan.summary.changed + plan.summary.payload_only \
                     + plan.summary.deleted

@@ -152,7 +152,7 @@ def _run_locked(run: IndexRun, args) -> int:
                 from jobs.index_incremental_mode import run_incremental
 
                 run_incremental(run, dead_letter, append=run.mode == "append")
-        except GateFailedError as e:
+        except (GateFailedError, RejectRatioExceededError) as e:  # refusals: report them, then exit
             error = e
         finally:
             for table in run.progress.iter_dead_letter():
@@ -165,8 +165,6 @@ def _run_locked(run: IndexRun, args) -> int:
         push_run_metrics(args.metrics_pushgateway, "qbatch_index", report)
     if error is not None:
         raise error
-    if report["exit"]["code"] == ExitCode.REJECT_RATIO_EXCEEDED:
-        raise RejectRatioExceededError(report["exit"]["reason"])
     return int(ExitCode.OK)
 
 

@@ -34,7 +34,7 @@ class LoadResult:
 
 
 def run_load_pass(cfg: IndexConfig, client, collection: str, files, spec, run_id: str, pools, progress,
-                  keep_lines: dict[str, str] | None = None) -> LoadResult:
+                  keep_lines: dict[str, str] | None = None, heartbeat=None) -> LoadResult:
     from connectors.qdrant_writer import PointWriter
     from connectors.seen_ids_store import SeenIdsStore
 
@@ -66,6 +66,8 @@ def run_load_pass(cfg: IndexConfig, client, collection: str, files, spec, run_id
                 for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
                     sink.consume(batch)
                     bar.update(sink.counters.totals["read"])
+                    if heartbeat is not None:
+                        heartbeat()
                 sink.close()
             finally:
                 bar.close()

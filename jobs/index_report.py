@@ -7,7 +7,6 @@ import logging
 import sys
 from typing import TextIO
 
-from jobs.exit_codes import ExitCode
 
 log = logging.getLogger("qbatch.index")
 
@@ -80,14 +79,15 @@ def build_report(run, wall_s: float) -> dict:
 
 
 def decide_exit(run, report: dict, error: BaseException | None) -> None:
+    """The exit decision: a refusal (gate or reject ratio, raised before the alias or the live index
+    changed) or ok."""
+    from jobs.exit_codes import exit_code_for
+
     counts = report["counts"]
     ratio = counts["rejected_total"] / counts["read"] if counts["read"] else 0.0
     if error is not None:
-        report["exit"] = {"code": int(ExitCode.GATE_FAILED), "status": "gate_failed", "reason": str(error)}
-    elif ratio > run.cfg.run.max_reject_ratio:
-        report["exit"] = {"code": int(ExitCode.REJECT_RATIO_EXCEEDED), "status": "reject_ratio_exceeded",
-                          "reason": f"{counts['rejected_total']} of {counts['read']} rows rejected "
-                                    f"({ratio:.1%} > run.max_reject_ratio {run.cfg.run.max_reject_ratio:.1%})"}
+        code = exit_code_for(error)
+        report["exit"] = {"code": int(code), "status": code.name.lower(), "reason": str(error)}
     else:
         report["exit"] = {"code": 0, "status": "ok", "reason": f"reject ratio {ratio:.2%}"}
 

@@ -62,6 +62,22 @@ class IndexRun:
             **self.spec.fingerprint, "run_id": self.run_id,
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
 
-    def refresh_lock(self) -> None:
-        if self.lock is not None:
+    _last_refresh: float = 0.0
+
+    def refresh_lock(self, every_s: float = 60.0) -> None:
+        """Extend the alias lock; called per batch, so it refreshes at most every `every_s` seconds
+        (the lock's TTL is 15 minutes: a long load must not let it lapse)."""
+        now = time.monotonic()
+        if self.lock is not None and now - self._last_refresh >= every_s:
             self.lock.refresh()
+            self._last_refresh = now
+
+    def check_reject_ratio(self, read: int, rejected: int, where: str) -> None:
+        """Too many rejects means a broken export: refuse before the index serving search changes."""
+        from common.errors import RejectRatioExceededError
+
+        ratio = rejected / read if read else 0.0
+        if ratio > self.cfg.run.max_reject_ratio:
+            raise RejectRatioExceededError(
+                f"{rejected} of {read} rows rejected ({ratio:.1%} > run.max_reject_ratio "
+                f"{self.cfg.run.max_reject_ratio:.1%}); {where}")

@@ -109,14 +109,22 @@ def test_fuzzed_corpus_lands_exactly_the_good_rows(ray_session, tmp_path, tiny_e
     assert all(d["stage"] in ("read", "prep", "sink") and d["file"] for d in dead)
 
 
-def test_reject_ratio_above_limit_exits_non_zero_but_good_rows_land(ray_session, tmp_path, tiny_embedding_checkpoint):
+def test_reject_ratio_above_limit_exits_non_zero_and_never_switches_the_alias(ray_session, tmp_path,
+                                                                            tiny_embedding_checkpoint):
+    """Good rows land in the new collection (kept for inspection), but a broken export never goes live."""
+    from connectors.qdrant_aliases import alias_target
+
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.jsonl").write_text(json.dumps({"id": "a", "title": "fine"}) + "\n" + "{broken\n" * 3)
     cfg = index_config(tmp_path, str(src), tiny_embedding_checkpoint)
     assert run_cli(["index", "--config", cfg]) == ExitCode.REJECT_RATIO_EXCEEDED
+    report = read_report(tmp_path, "r1")
+    assert report["exit"]["status"] == "reject_ratio_exceeded" and report["counts"]["rejected_total"] == 3
     with qdrant_at(tmp_path / "qdrant") as client:
-        assert client.count("catalog", exact=True).count == 1
+        assert client.count("catalog__r1", exact=True).count == 1
+        assert alias_target(client, "catalog") is None
+    assert read_dead_letter(str(tmp_path / "out"), "r1").num_rows == 3
 
 
 def test_empty_source_is_a_clear_source_error(tmp_path, tiny_embedding_checkpoint, capsys):
