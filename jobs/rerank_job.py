@@ -99,6 +99,14 @@ def run_rerank(cfg: RerankConfig, args: argparse.Namespace) -> int:
 
         client = connect(cfg.qdrant)
         log.info("qdrant reachable at %s", safe_target(cfg.qdrant))
+    try:
+        return _run_with_client(cfg, args, files, client, redactor, run_date, run_id, secrets, started)
+    finally:
+        if client is not None:
+            client.close()  # local mode allows one client per path: release it
+
+
+def _run_with_client(cfg: RerankConfig, args, files, client, redactor, run_date, run_id, secrets, started) -> int:
     if getattr(args, "dry_run", False):
         from jobs.rerank_dry_run import print_plan
 
