@@ -16,29 +16,21 @@ PAIRS = [(q, d) for q in QUERIES[:3] for d in TEXTS]
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_reranker_checkpoint):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_reranker_checkpoint, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(tiny_reranker_checkpoint)
-
-
-@pytest.fixture(scope="module")
 def reranker(tiny_reranker_checkpoint):
     return Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", max_length=MAX_LEN)
 
 
 @pytest.mark.parametrize("instruction", [None, "Given a product search query, judge whether the product matches"])
-def test_scores_match_the_reference(reranker, reference, instruction):
+def test_scores_match_the_reference(reranker, reranker_reference, instruction):
     got = reranker.score(PAIRS, instruction=instruction)
-    want = ref.rerank(*reference, PAIRS, MAX_LEN, **({"instruction": instruction} if instruction else {}))
+    want = ref.rerank(*reranker_reference, PAIRS, MAX_LEN, **({"instruction": instruction} if instruction else {}))
     assert got.dtype == np.float32 and got.shape == (len(PAIRS),)
     assert np.abs(got - want).max() <= 1e-4
     assert ((got >= 0) & (got <= 1)).all()
     assert got.std() > 0.01  # the wide init spreads scores; a constant would hide template bugs
 
 
-def test_truncation_cuts_the_middle_tail_like_the_official_code(tiny_reranker_checkpoint, reference):
+def test_truncation_cuts_the_middle_tail_like_the_official_code(tiny_reranker_checkpoint, reranker_reference):
     rr = Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", max_length=MAX_LEN)
     ids = rr.tokenize_pairs(PAIRS)
     assert all(len(seq) <= MAX_LEN for seq in ids)

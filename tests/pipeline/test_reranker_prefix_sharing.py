@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,23 +16,15 @@ MAX_LEN = 160
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_reranker_checkpoint):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_reranker_checkpoint, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(tiny_reranker_checkpoint)
-
-
-@pytest.fixture(scope="module")
 def reranker(tiny_reranker_checkpoint):
     return Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", max_length=MAX_LEN, max_batch_tokens=400)
 
 
-def test_candidates_match_the_reference_and_reuse_the_prefix(reranker, reference):
+def test_candidates_match_the_reference_and_reuse_the_prefix(reranker, reranker_reference):
     query = "what is machine learning"
     reranker.reset_counters()
     scores, valid = reranker.score_candidates(query, TEXTS)
-    want = ref.rerank(*reference, [(query, d) for d in TEXTS], MAX_LEN)
+    want = ref.rerank(*reranker_reference, [(query, d) for d in TEXTS], MAX_LEN)
     assert valid.all() and np.abs(scores - want).max() <= 1e-4
     c = reranker.counters
     assert c.truncated == 2 and c.reused_tokens > 0
@@ -57,10 +48,10 @@ def test_truncated_pairs_take_the_official_path(reranker):
     assert plan.unshared[1] == reranker.tokenize_pairs([("q", "long document " * 100)])[0]
 
 
-def test_a_query_longer_than_the_budget_falls_back_for_every_pair(reranker, reference):
+def test_a_query_longer_than_the_budget_falls_back_for_every_pair(reranker, reranker_reference):
     query = "very long query " * 60
     scores, valid = reranker.score_candidates(query, ["a", "b c"])
-    want = ref.rerank(*reference, [(query, "a"), (query, "b c")], MAX_LEN)
+    want = ref.rerank(*reranker_reference, [(query, "a"), (query, "b c")], MAX_LEN)
     assert valid.all() and np.abs(scores - want).max() <= 1e-4
     assert reranker.score_candidates(query, [])[0].shape == (0,)
 
@@ -74,9 +65,9 @@ docs = st.builds(lambda s, w: s + w, starts, words)
 @given(query=st.builds(lambda s, w: s + w, starts, st.text(max_size=40)),
        instruction=st.one_of(st.none(), st.text(min_size=1, max_size=60)),
        documents=st.lists(docs, min_size=1, max_size=8))
-def test_shared_prefix_property(reranker, reference, query, instruction, documents):
+def test_shared_prefix_property(reranker, reranker_reference, query, instruction, documents):
     scores, valid = reranker.score_candidates(query, documents, instruction=instruction)
     kwargs = {"instruction": instruction} if instruction is not None else {}
-    want = ref.rerank(*reference, [(query, d) for d in documents], MAX_LEN, **kwargs)
+    want = ref.rerank(*reranker_reference, [(query, d) for d in documents], MAX_LEN, **kwargs)
     assert valid.all()
     assert np.abs(scores - want).max() <= 1e-4
