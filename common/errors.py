@@ -1,4 +1,4 @@
-"""Typed failures. Each maps to one process exit code in jobs/exit_codes.py, so schedulers can tell
+"""Typed failures. Each maps to one process exit code in jobs/runtime/exit_codes.py, so schedulers can tell
 transient failures (retry) from permanent ones (page a human)."""
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from common.end_of_file import END_OF_FILE
 from common.errors import SourceError
 from connectors.corpus_listing import CorpusFile
 from connectors.object_store import filesystem_for, storage_error
@@ -37,9 +38,6 @@ BAD_UTF8 = "bad_utf8"
 NOT_AN_OBJECT = "not_an_object"
 CSV_PARSE_ERROR = "csv_parse_error"
 READ_ERRORS = (BROKEN_JSON, BAD_UTF8, NOT_AN_OBJECT, CSV_PARSE_ERROR)
-# Not an error: the marker row a read task emits after a file's last record (`_line` = records read),
-# so the driver knows the file is complete and can checkpoint it.
-END_OF_FILE = "__end_of_file__"
 
 RAW_SCHEMA = pa.schema([
     pa.field("_file", pa.string(), nullable=False),

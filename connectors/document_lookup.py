@@ -23,7 +23,7 @@ def corpus_texts(corpus: SourceConfig, id_column: str, text_column: str | None, 
                  wanted: set[str]) -> dict[str, str]:
     """Texts of the `wanted` doc ids found in the corpus; the first record of an id wins (as in the
     index job). Rows that fail the index job's validation are skipped, so their ids count as missing."""
-    from pipeline.row_validation import ColumnSpec, validate_raw_records
+    from common.row_validation import ColumnSpec, validate_raw_records
 
     spec = ColumnSpec(id=id_column, text=text_column, text_template=text_template)
     texts: dict[str, str] = {}

@@ -39,13 +39,11 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from common.end_of_file import END_OF_FILE, EOF_STAGE
+from common.row_validation import ColumnSpec, ValidatedRow, validate_raw_records
 from pipeline.content_hashing import canonical_json, content_hash, payload_hash
-from pipeline.row_validation import ColumnSpec, ValidatedRow, validate_raw_records
 from pipeline.token_chunking import chunk_spans
 
-# The reader's end-of-file marker (connectors/corpus_file_reader.END_OF_FILE; pipeline/ cannot import it).
-END_OF_FILE = "__end_of_file__"
-EOF_STAGE = "eof"
 
 PREP_SCHEMA = pa.schema([
     ("doc_id", pa.string()),

@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.query_redaction import QueryRedactor
-from pipeline.row_validation import _Reject, normalise_id
+from common.row_validation import _Reject, normalise_id
 
 CANDIDATE_SCHEMA = pa.schema([
     pa.field("query_id", pa.string(), nullable=False),

@@ -29,7 +29,7 @@ SCHEDULE = "0 2 * * *"  # 02:00 UTC; the data interval [yesterday 02:00, today 0
 RAY_DASHBOARD = os.environ.get("QBATCH_RAY_DASHBOARD", "http://qbatch-head-svc.qbatch.svc:8265")
 POLL_S = 30.0
 
-# jobs/exit_codes.py TRANSIENT, repeated because Airflow workers do not install qbatch;
+# jobs/runtime/exit_codes.py TRANSIENT, repeated because Airflow workers do not install qbatch;
 # tests/infra checks that the two agree.
 TRANSIENT_EXIT_CODES = frozenset({1, 4})
 
@@ -82,7 +82,7 @@ def raise_for_exit_code(exit_code: int, what: str,
         return
     if should_retry(exit_code):
         raise retry_exc(f"{what} exited {exit_code} (transient); Airflow will retry")
-    raise fail_exc(f"{what} exited {exit_code} (permanent: see jobs/exit_codes.py); not retrying")
+    raise fail_exc(f"{what} exited {exit_code} (permanent: see jobs/runtime/exit_codes.py); not retrying")
 
 
 def submission_id(task_id: str, run_id: str, try_number: int) -> str:

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.corpus_datasource import CorpusDatasource, estimated_inmemory_size
-from connectors.corpus_file_reader import END_OF_FILE, RAW_SCHEMA
+from common.end_of_file import END_OF_FILE
+from connectors.corpus_file_reader import RAW_SCHEMA
 from connectors.corpus_listing import list_corpus_files
 from connectors.source_config import ObjectStoreOptions, SourceConfig
 from tests.fixtures.moto_s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY

@@ -16,7 +16,7 @@ from common.errors import SourceError
 from connectors.corpus_file_reader import RAW_SCHEMA, READ_ERRORS, iter_record_batches
 from connectors.corpus_listing import CorpusFile, list_corpus_files
 from connectors.source_config import SourceConfig
-from pipeline.row_validation import RejectReason
+from common.row_validation import RejectReason
 
 
 def _file(path, fmt) -> CorpusFile:

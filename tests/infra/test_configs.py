@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.config_loading import load_config
-from jobs.index_config import IndexConfig
-from jobs.rerank_config import RerankConfig
+from jobs.runtime.config_loading import load_config
+from jobs.index.config import IndexConfig
+from jobs.rerank.config import RerankConfig
 from tests.infra.manifest_files import CONFIGS
 
 CONFIG_FILES = sorted(CONFIGS.glob("*.toml"))

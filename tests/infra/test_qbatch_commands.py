@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from jobs import cli
-from jobs.config_loading import load_config
-from jobs.index_config import IndexConfig
-from jobs.rerank_config import RerankConfig
+from jobs.runtime.config_loading import load_config
+from jobs.index.config import IndexConfig
+from jobs.rerank.config import RerankConfig
 from tests.infra.manifest_files import qbatch_commands, repo_path
 
 CONFIG_MODELS = {"index": IndexConfig, "search": IndexConfig, "rerank": RerankConfig}

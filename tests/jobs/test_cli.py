@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from jobs import cli
-from jobs.exit_codes import TRANSIENT, ExitCode, exit_code_for, is_transient
+from jobs.runtime.exit_codes import TRANSIENT, ExitCode, exit_code_for, is_transient
 from common.errors import ConfigError, LockHeldError, SinkUnreachableError
 
 

@@ -1,0 +1,80 @@
+"""`qbatch index status` and `qbatch index rollback`: what an operator needs at 3 a.m.
+Status lists the alias's kept collections (points, model, run id, which is live); rollback points the
+alias at the previous kept collection and restores that collection's manifest as CURRENT."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from common.errors import ConfigError
+from jobs.runtime.exit_codes import ExitCode
+from jobs.index.config import IndexAdminConfig
+
+
+def run_admin(cfg: IndexAdminConfig, args) -> int:
+    import sys
+
+    from connectors.qdrant_connection import connect
+    from jobs.runtime.logging_setup import configure_logging
+
+    configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "WARNING"))
+    client = connect(cfg.qdrant)
+    try:
+        return show_status(cfg, client, sys.stdout) if args.action == "status" else rollback(cfg, client, sys.stdout)
+    finally:
+        client.close()
+
+
+def describe_collections(cfg: IndexAdminConfig, client) -> list[dict]:
+    from connectors.collection_guard import read_spec
+    from connectors.qdrant_aliases import alias_target
+    from jobs.index.full_mode import collections_newest_first
+
+    alias = cfg.qdrant.collection
+    live = alias_target(client, alias)
+    rows = []
+    for name in collections_newest_first(client, alias):
+        spec = read_spec(client, name) or {}
+        rows.append({"collection": name, "live": name == live, "points": client.count(name, exact=True).count,
+                     "model": spec.get("model"), "dim": spec.get("dim"), "run_id": spec.get("run_id"),
+                     "created_at": spec.get("created_at")})
+    return rows
+
+
+def show_status(cfg: IndexAdminConfig, client, out: TextIO) -> int:
+    from connectors.manifest_store import read_current
+
+    rows = describe_collections(cfg, client)
+    current = read_current(cfg.run.output_uri, cfg.qdrant.collection, cfg.storage)
+    out.write(f"alias {cfg.qdrant.collection}: {len(rows)} kept collection(s); manifest CURRENT = {current}\n")
+    out.write(f"{'':2}{'collection':<40} {'points':>9}  {'dim':>5}  {'run_id':<24} {'created_at':<26} model\n")
+    for r in rows:
+        out.write(f"{'*' if r['live'] else ' ':2}{r['collection']:<40} {r['points']:>9}  {str(r['dim']):>5}  "
+                  f"{str(r['run_id']):<24} {str(r['created_at']):<26} {r['model']}\n")
+    if not rows:
+        out.write("  (none: run `qbatch index` once to build it)\n")
+    return int(ExitCode.OK)
+
+
+def rollback(cfg: IndexAdminConfig, client, out: TextIO) -> int:
+    from connectors.manifest_store import ManifestReader, list_manifests, write_current
+    from connectors.qdrant_aliases import switch_alias
+
+    rows = describe_collections(cfg, client)
+    names = [r["collection"] for r in rows]
+    live = next((r["collection"] for r in rows if r["live"]), None)
+    if live is None or names.index(live) + 1 >= len(names):
+        raise ConfigError(f"alias {cfg.qdrant.collection}: no older kept collection to roll back to "
+                              f"(kept: {', '.join(names) or 'none'})")
+    target = names[names.index(live) + 1]
+    alias, out_uri, storage = cfg.qdrant.collection, cfg.run.output_uri, cfg.storage
+    keys = [k for k in list_manifests(out_uri, alias, storage) if k == target or k.startswith(f"{target}@")]
+    committed = [k for k in keys if ManifestReader(out_uri, alias, k, storage=storage).exists()]
+    switch_alias(client, alias, target)
+    if committed:
+        latest = max(committed, key=lambda k: ManifestReader(out_uri, alias, k, storage=storage).summary()
+                     .get("committed_at", ""))
+        write_current(out_uri, alias, latest, storage)
+    out.write(f"alias {alias}: {live} -> {target}" + (f"; manifest CURRENT = {latest}\n" if committed else
+                                                     "; no committed manifest found (next run should be full)\n"))
+    return int(ExitCode.OK)

@@ -1,0 +1,71 @@
+"""Run the validation gates of an index run against Qdrant and collect their results for the report.
+The gate arithmetic is in pipeline/validation_gates.py; this module fetches the figures."""
+
+from __future__ import annotations
+
+import logging
+
+from common.errors import ConfigError, GateFailedError
+from jobs.index.config import IndexConfig
+
+log = logging.getLogger("qbatch.index")
+
+
+def load_golden(cfg: IndexConfig) -> dict[str, list[str]] | None:
+    from pipeline.validation_gates import load_golden_queries
+
+    from connectors.object_store import read_bytes
+
+    uri = cfg.gates.golden_queries
+    if not uri:
+        return None
+    data = read_bytes(uri, cfg.source.storage)  # a local path or s3://
+    if data is None:
+        raise ConfigError(f"gates.golden_queries: {uri} does not exist")
+    return load_golden_queries(data.decode("utf-8").splitlines(), source=uri)
+
+
+def embed_queries_remote(cfg: IndexConfig, queries: list[str], dim: int, instruction: str | None):
+    """Embed golden queries in a Ray task with the embed actors' resources (the driver may have no GPU)."""
+    import ray
+
+    @ray.remote(num_cpus=1, num_gpus=cfg.embed.num_gpus or 0)
+    def _embed(model, max_length, device, dtype, texts, dim, instruction):
+        from pipeline.embedder import Embedder
+
+        emb = Embedder.from_pretrained(model, dim=dim, max_length=max_length, device=device, dtype=dtype)
+        return emb.embed_queries(texts, instruction=instruction)
+
+    return ray.get(_embed.remote(cfg.embed.model, cfg.embed.max_length, cfg.embed.device, cfg.embed.dtype,
+                                 queries, dim, instruction))
+
+
+def golden_recall_of(client, collection: str, golden: dict[str, list[str]], vectors, k: int) -> float:
+    from connectors.qdrant_search import search
+    from pipeline.validation_gates import golden_recall
+
+    results = {}
+    for query, vector in zip(golden, vectors):
+        # Several chunks of one document can rank: ask for more, recall counts distinct documents.
+        hits = search(client, collection, vector, k=k * 4)
+        results[query] = [h.doc_id for h in hits]
+    return golden_recall(results, golden, k)
+
+
+class GateBook:
+    """Collects gate results; `enforce()` raises GateFailedError naming every failed gate."""
+
+    def __init__(self):
+        self.results = []
+
+    def add(self, result) -> None:
+        self.results.append(result)
+        log.info("gate %s: %s %s", result.name, "pass" if result.passed else "FAIL", result.figures)
+
+    def as_report(self) -> list[dict]:
+        return [{"gate": r.name, "passed": r.passed, **r.figures, "message": r.message} for r in self.results]
+
+    def enforce(self, where: str) -> None:
+        failed = [r for r in self.results if not r.passed]
+        if failed:
+            raise GateFailedError(f"{where}: " + "; ".join(f"{r.name}: {r.message}" for r in failed))

@@ -1,0 +1,113 @@
+"""The index run report: one dict written as JSON, Markdown and a PNG (connectors/run_report_writer),
+and a short summary printed at the end of a run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+
+log = logging.getLogger("qbatch.index")
+
+
+def build_report(run, wall_s: float) -> dict:
+    load = run.report.get("load")
+    plan = run.report.get("plan")
+    sink = load.sink if load is not None else None
+    totals = dict(load.totals) if load is not None else {}
+    rejected = dict(load.rejected) if load is not None else {}
+    read = totals.get("read", 0)
+    if plan is not None:  # incremental: the scan read everything; the load pass only what changed
+        read = plan.read
+        for reason, n in plan.rejected.items():
+            rejected[reason] = rejected.get(reason, 0) + n
+    sc = sink.counters if sink is not None else None
+    pipeline_s = max(load.seconds if load is not None else wall_s, 1e-9)
+    real = totals.get("real_tokens", 0)
+    real_now = sc.totals.get("real_tokens", 0) if sc else 0  # this attempt; a resume skips done files
+    computed = sc.computed_tokens if sc else 0
+    report = {
+        "job": "index", "run_id": run.run_id, "mode": run.mode, "alias": run.alias, "collection": run.collection,
+        "previous_live": run.live,
+        "model": {"name": run.spec.fingerprint.get("model"), "revision": run.spec.fingerprint.get("model_revision"),
+                  "dim": run.spec.dim, "distance": run.spec.distance},
+        "source": {"uri": run.cfg.source.uri, "files": len(run.files), "bytes": sum(f.size for f in run.files)},
+        "counts": {
+            "read": read, "rejected_total": sum(rejected.values()), "rejected": dict(sorted(rejected.items())),
+            "docs_upserted": totals.get("docs_upserted", 0), "chunks": totals.get("chunks", 0),
+            "embedded": totals.get("chunks", 0), "points_upserted": totals.get("points_upserted", 0),
+            "truncated": totals.get("truncated", 0),
+        },
+        "tokens": {
+            "real": real, "real_this_attempt": real_now, "computed_this_attempt": computed,
+            "padding_efficiency": round(real_now / computed, 4) if computed else None,
+            "tokens_per_s": round(real_now / pipeline_s, 1),
+            "docs_per_s": round((sc.totals.get("read", 0) if sc else 0) / pipeline_s, 1),
+            "micro_batches": sc.micro_batches if sc else 0,
+        },
+        "resume": {
+            "attempt": run.state_store.load().attempts if run.state_store else 1,
+            "files_total": load.files_total if load else 0,
+            "files_done_by_earlier_attempts": load.files_skipped_done if load else 0,
+            "files_in_flight_at_crash": load.files_resumed if load else 0,
+            "docs_redone": load.docs_redone if load else 0,
+            "docs_total": totals.get("read", 0),
+            "redone_ratio": round(load.docs_redone / totals["read"], 4) if load and totals.get("read") else 0.0,
+        },
+        "stages_seconds": {
+            "prep (sum over actors)": round(sc.prep_seconds, 3) if sc else 0.0,
+            "embed (sum over actors)": round(sc.embed_seconds, 3) if sc else 0.0,
+            "qdrant write (driver)": round(sc.write_seconds, 3) if sc else 0.0,
+            "checkpoints (driver)": round(sc.checkpoint_seconds, 3) if sc else 0.0,
+            "sink total (driver)": round(sc.sink_seconds, 3) if sc else 0.0,
+            "load pass wall": round(pipeline_s, 3) if load else 0.0,
+            "total wall": round(wall_s, 3),
+        },
+        "pools": run.pools.describe() if run.pools else None,
+        "gates": run.report.get("gates", []),
+        "throughput": sc.throughput if sc else [],
+    }
+    if plan is not None:
+        # Point counts are unknown before chunking; the plan speaks in documents.
+        report["diff"] = {k: v for k, v in plan.summary.as_dict().items() if not k.startswith("points_")}
+    if "incremental" in run.report:
+        report["incremental"] = run.report["incremental"]
+    if "dropped_collections" in run.report:
+        report["dropped_collections"] = run.report["dropped_collections"]
+    return report
+
+
+def decide_exit(run, report: dict, error: BaseException | None) -> None:
+    """The exit decision: a refusal (gate or reject ratio, raised before the alias or the live index
+    changed) or ok."""
+    from jobs.runtime.exit_codes import exit_code_for
+
+    counts = report["counts"]
+    ratio = counts["rejected_total"] / counts["read"] if counts["read"] else 0.0
+    if error is not None:
+        code = exit_code_for(error)
+        report["exit"] = {"code": int(code), "status": code.name.lower(), "reason": str(error)}
+    else:
+        report["exit"] = {"code": 0, "status": "ok", "reason": f"reject ratio {ratio:.2%}"}
+
+
+def finish_report(run, error: BaseException | None, wall_s: float) -> dict:
+    from connectors.run_report_writer import write_run_report
+
+    report = build_report(run, wall_s)
+    decide_exit(run, report, error)
+    uris = write_run_report(run.out, run.run_id, report, run.storage)
+    log.info("report written: %s", ", ".join(uris.values()))
+    print_summary(report, sys.stdout)
+    return report
+
+
+def print_summary(report: dict, out: TextIO) -> None:
+    c, t = report["counts"], report["tokens"]
+    rej = ", ".join(f"{k}={v}" for k, v in c["rejected"].items()) or "none"
+    out.write(
+        f"run {report['run_id']} ({report['mode']}) -> {report['alias']} = {report['collection']}: read {c['read']}, "
+        f"upserted {c['docs_upserted']} docs ({c['points_upserted']} points), rejected {c['rejected_total']} ({rej})\n"
+        f"tokens {t['real']} at {t['tokens_per_s']}/s, padding efficiency {t['padding_efficiency']}, "
+        f"wall {report['stages_seconds']['total wall']}s; exit: {report['exit']['status']}\n")

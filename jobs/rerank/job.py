@@ -1,0 +1,115 @@
+"""`qbatch rerank` run: check config, secrets and sources before any work; read and group the query log
+(jobs/rerank/inputs.py); score each query's candidates in a Ray actor pool (pipeline/rerank_stage.py);
+write the run date's partition, commit it, and write dead letters, metrics and the run report."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import time
+
+from common.errors import ConfigError, RejectRatioExceededError, SourceError
+from jobs.runtime.exit_codes import ExitCode
+from jobs.runtime.logging_setup import configure_logging, register_secret
+from jobs.rerank.config import RerankConfig
+from pipeline.query_redaction import QueryRedactor
+
+log = logging.getLogger("qbatch.rerank")
+
+
+def build_redactor(cfg: RerankConfig) -> QueryRedactor:
+    if not cfg.output.redact_queries:
+        return QueryRedactor(None)
+    key = os.environ.get(cfg.output.hmac_key_env)
+    if not key:
+        raise ConfigError(f"output.redact_queries is on but the environment variable {cfg.output.hmac_key_env} "
+                          "(output.hmac_key_env) is unset or empty; set it to the HMAC key")
+    register_secret(key)
+    return QueryRedactor(key.encode("utf-8"))
+
+
+def _register_secrets(cfg: RerankConfig) -> list[str]:
+    values = []
+    for storage in (cfg.queries.storage, cfg.output.storage,
+                    cfg.documents.corpus.storage if cfg.documents.corpus else None):
+        if storage is not None:
+            values += [s.get_secret_value() for s in (storage.access_key_id, storage.secret_access_key,
+                                                      storage.session_token) if s is not None]
+    try:
+        values.append(cfg.qdrant.resolve_api_key())
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for v in values:
+        register_secret(v)
+    return [v for v in values if v]
+
+
+def _check_local_model(name: str) -> None:
+    """A reranker given as a local path must exist before any work (hub ids resolve on the workers)."""
+    from pipeline.encoder_checkpoint import _looks_like_path, resolve_checkpoint
+
+    if _looks_like_path(name) or os.path.exists(os.path.expanduser(name)):
+        try:
+            resolve_checkpoint(name)
+        except FileNotFoundError as e:
+            raise ConfigError(f"reranker.model: {e}") from None
+
+
+def run_rerank(cfg: RerankConfig, args: argparse.Namespace) -> int:
+    """Run `qbatch rerank` with a loaded config; returns the exit code (raises QBatchError on failure)."""
+    started = time.perf_counter()
+    run_date = cfg.output.run_date or dt.datetime.now(dt.timezone.utc).date()
+    run_id = cfg.run.run_id or run_date.strftime("%Y%m%d")
+    configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "INFO"), run_id)
+    redactor = build_redactor(cfg)
+    secrets = _register_secrets(cfg) + ([os.environ[cfg.output.hmac_key_env]] if redactor.enabled else [])
+    _check_local_model(cfg.reranker.model)
+    from connectors.corpus_listing import list_corpus_files
+
+    files = list_corpus_files(cfg.queries)
+    if not files:
+        raise SourceError(f"queries.uri {cfg.queries.uri} holds no log files (glob {cfg.queries.glob!r})")
+    log.info("query log %s: %d files, %d bytes", cfg.queries.uri, len(files), sum(f.size for f in files))
+    needs_qdrant = cfg.documents.source == "qdrant" or cfg.candidates.retrieve_top_k > 0
+    client = None
+    if needs_qdrant:
+        from connectors.qdrant_connection import connect, safe_target
+
+        client = connect(cfg.qdrant)
+        log.info("qdrant reachable at %s", safe_target(cfg.qdrant))
+    try:
+        return _run_with_client(cfg, args, files, client, redactor, run_date, run_id, secrets, started)
+    finally:
+        if client is not None:
+            client.close()  # local mode allows one client per path: release it
+
+
+def _run_with_client(cfg: RerankConfig, args, files, client, redactor, run_date, run_id, secrets, started) -> int:
+    if getattr(args, "dry_run", False):
+        from jobs.rerank.dry_run import print_plan
+
+        print_plan(cfg, files, client, run_date, run_id)
+        return int(ExitCode.OK)
+    retriever = None
+    if cfg.candidates.retrieve_top_k > 0:
+        from jobs.rerank.retrieval import Retriever
+
+        retriever = Retriever.load(client, cfg.qdrant.collection, cfg.candidates.retrieve_top_k,
+                                   cfg.candidates.embed_model, cfg.candidates.embed_device)
+    from connectors.run_lock import RunLock
+    from jobs.rerank.scoring import score_and_write
+
+    # One run per output partition at a time: two would clear each other's staged parts.
+    with RunLock(cfg.output.uri, f"_locks/run_date={run_date.isoformat()}", run_id,
+                 cfg.output.storage or cfg.queries.storage) as lock:
+        report = score_and_write(cfg, args, files, client, retriever, redactor, run_date, run_id, secrets, started,
+                                 lock)
+    if getattr(args, "metrics_pushgateway", None):
+        from jobs.runtime.metrics_push import push_run_metrics
+
+        push_run_metrics(args.metrics_pushgateway, "qbatch_rerank", report, secrets)
+    if report["exit"]["code"] == ExitCode.REJECT_RATIO_EXCEEDED:
+        raise RejectRatioExceededError(report["exit"]["reason"])
+    return int(ExitCode.OK)

@@ -1,0 +1,47 @@
+"""Connect to Ray: an existing cluster (`--ray-address` or RAY_ADDRESS), shipping this code with a
+runtime_env, or a local Ray on a laptop. Only this differs between the two."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("qbatch.ray")
+
+# Never ship these to a cluster: virtualenvs, outputs, caches, local Qdrant data.
+RUNTIME_ENV_EXCLUDES = [".venv/", ".git/", "demo-output/", "qbatch-output/", "qdrant-data/", "bench-output/",
+                        "**/__pycache__/", ".pytest_cache/", ".hypothesis/", "*.parquet", "*.sqlite"]
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def runtime_env() -> dict:
+    """working_dir = this source tree, so cluster workers import the same jobs/pipeline/connectors.
+    From a non-editable install there is no source tree to ship (repo_root() would be site-packages):
+    then the cluster's image must have the same qbatch installed, and only env vars are sent."""
+    env: dict = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+    if (repo_root() / "pyproject.toml").is_file():
+        env.update(working_dir=str(repo_root()), excludes=RUNTIME_ENV_EXCLUDES)
+    else:
+        log.warning("qbatch is not running from a source tree; relying on the cluster image's qbatch")
+    return env
+
+
+def init_ray(address: str | None = None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        log.info("connecting to Ray cluster at %s", address)
+        ray.init(address=address, runtime_env=runtime_env(), log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = sys.stderr.isatty()
+    ctx.print_on_execution_start = False

@@ -1,0 +1,114 @@
+"""Helpers shared by the index-job tests: a product-like corpus made of real text (standard-library
+docstrings), configs, running the real CLI in-process or as a subprocess, and reading Qdrant back."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tests.fixtures.stdlib_docstrings import stdlib_docstring_pairs
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def catalog_rows(n: int, seed: int = 0) -> list[dict]:
+    """n product-like rows: title = a docstring's summary, description = its body."""
+    pairs = stdlib_docstring_pairs(limit=5000)
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        p = pairs[i % len(pairs)]
+        rows.append({"id": f"d{i:05d}", "title": p["query"], "description": p["document"],
+                     "price": round(rng.uniform(1, 500), 2), "lang": rng.choice(["en", "de", "fr"])})
+    return rows
+
+
+def write_corpus(root: Path, rows: list[dict], n_files: int, formats=("parquet", "jsonl")) -> list[Path]:
+    """Split rows over n_files files, alternating formats; returns the paths in listing order."""
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    per = -(-len(rows) // n_files)
+    for k in range(n_files):
+        part = rows[k * per:(k + 1) * per]
+        fmt = formats[k % len(formats)]
+        path = root / f"part-{k:03d}.{fmt}"
+        if fmt == "parquet":
+            pq.write_table(pa.Table.from_pylist(part), path)
+        else:
+            path.write_text("".join(json.dumps(r) + "\n" for r in part))
+        paths.append(path)
+    return paths
+
+
+def index_config(tmp: Path, source: str, model: Path, alias: str = "catalog", run_id: str = "r1",
+                 mode: str = "full", extra: str = "") -> Path:
+    cfg = tmp / f"index-{alias}-{run_id}.toml"
+    cfg.write_text(f"""
+[source]
+uri = "{source}"
+[columns]
+id = "id"
+text_template = "{{title}}\\n{{description}}"
+payload = ["price"]
+lang = "lang"
+[embed]
+model = "{model}"
+batch_size = 64
+[qdrant]
+path = "{tmp / 'qdrant'}"
+collection = "{alias}"
+upsert_batch_size = 128
+[run]
+output_uri = "{tmp / 'out'}"
+run_id = "{run_id}"
+mode = "{mode}"
+progress = false
+{extra}
+""")
+    return cfg
+
+
+def run_cli(args: list[str]) -> int:
+    from jobs import cli
+
+    return cli.main([str(a) for a in args])
+
+
+def run_cli_subprocess(args: list[str], env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "jobs.cli", *map(str, args)], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@contextlib.contextmanager
+def qdrant_at(path: Path):
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(path=str(path))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def all_points(client, collection: str) -> dict[str, tuple[list[float], dict]]:
+    """point id -> (vector, payload) for every point."""
+    out, offset = {}, None
+    while True:
+        points, offset = client.scroll(collection, limit=512, offset=offset, with_vectors=True, with_payload=True)
+        for p in points:
+            out[str(p.id)] = (list(p.vector), dict(p.payload))
+        if offset is None:
+            return out
+
+
+def read_report(tmp: Path, run_id: str) -> dict:
+    return json.loads((tmp / "out" / "runs" / run_id / "report.json").read_text())
