@@ -99,7 +99,7 @@ def run_index(tmp: Path, corpus: Path, model: Path, run_id: str, extra: str = ""
     wall = time.perf_counter() - start
     if code != 0:
         raise SystemExit(f"index run failed with exit code {code}")
-    return json.loads((tmp / "out" / "runs" / run_id / "report.json").read_text()), wall
+    return json.loads((tmp / "out" / "bench" / "runs" / run_id / "report.json").read_text()), wall
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ class CorpusFile:
     path: str
     size: int
     format: FileFormat
+    modified_ns: int | None = None  # last modification as the store reports it; part of a run's identity
 
 
 def format_from_name(name: str) -> FileFormat | None:
@@ -119,11 +120,11 @@ def list_corpus_files(source: SourceConfig) -> list[CorpusFile]:
         info = fs.get_file_info(base)
         if info.type == pafs.FileType.File:
             # A single named file: the user chose it, so neither glob nor skip rules apply.
-            entries = [(split_uri(source.uri)[1].rsplit("/", 1)[-1], info.size, source.uri)]
+            entries = [(split_uri(source.uri)[1].rsplit("/", 1)[-1], info.size, source.uri, info.mtime_ns)]
         elif info.type == pafs.FileType.Directory:
             selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
             entries = [
-                (rel, fi.size, _file_uri(source.uri, rel))
+                (rel, fi.size, _file_uri(source.uri, rel), fi.mtime_ns)
                 for fi in fs.get_file_info(selector)
                 if fi.type == pafs.FileType.File
                 for rel in [fi.path[len(base):].lstrip("/")]
@@ -142,14 +143,14 @@ def list_corpus_files(source: SourceConfig) -> list[CorpusFile]:
 
     files: list[CorpusFile] = []
     unknown: list[str] = []
-    for rel, size, uri in entries:
+    for rel, size, uri, modified_ns in entries:
         if not size:
             continue  # an empty file holds no records, and a 0-byte Parquet file cannot be opened
         fmt = source.format if source.format != "auto" else format_from_name(rel)
         if fmt is None:
             unknown.append(rel)
             continue
-        files.append(CorpusFile(uri=uri, path=rel, size=int(size), format=fmt))
+        files.append(CorpusFile(uri=uri, path=rel, size=int(size), format=fmt, modified_ns=modified_ns))
 
     if not files:
         extra = ""

@@ -153,6 +153,28 @@ def write_current(output_uri: str, alias: str, collection: str, storage: ObjectS
     write_bytes(current_uri(output_uri, alias), f"{collection}\n".encode(), storage)
 
 
+def adopt_legacy_manifest(output_uri: str, legacy_uri: str, alias: str,
+                          storage: ObjectStoreOptions | None = None) -> str | None:
+    """When `output_uri` has no CURRENT manifest for `alias` but `legacy_uri` has one, copy that manifest
+    (buckets first, _SUCCESS last) and CURRENT to `output_uri`; returns the collection adopted, or None.
+    The legacy copy is left as it was, so an older qbatch pointed at it keeps working."""
+    if read_current(output_uri, alias, storage) is not None:
+        return None
+    key = read_current(legacy_uri, alias, storage)
+    if key is None:
+        return None
+    source = ManifestReader(legacy_uri, alias, key, storage)
+    target = manifest_uri(output_uri, alias, key)
+    for i in range(source.n_buckets):
+        data = read_bytes(join_uri(source.uri, bucket_name(i)), storage)
+        if data is None:
+            raise FileNotFoundError(f"legacy manifest {source.uri} lacks {bucket_name(i)}")
+        write_bytes(join_uri(target, bucket_name(i)), data, storage)
+    write_bytes(join_uri(target, SUCCESS), json.dumps(source.summary(), indent=1).encode(), storage)
+    write_current(output_uri, alias, key, storage)
+    return key
+
+
 def list_manifests(output_uri: str, alias: str, storage: ObjectStoreOptions | None = None) -> list[str]:
     """Collections that have a manifest folder (committed or not), sorted; for cleaning up."""
     fs, path = filesystem_for(manifests_uri(output_uri, alias), storage)

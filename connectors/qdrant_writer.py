@@ -4,6 +4,7 @@ are retried with exponential backoff and full jitter; anything else fails at onc
 
 from __future__ import annotations
 
+import collections
 import random
 import threading
 import time
@@ -77,10 +78,12 @@ class PointWriter:
 
     def __init__(self, client: QdrantClient, collection: str, batch_size: int = 256, max_retries: int = 6, *,
                  base_delay_s: float = 0.5, max_delay_s: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None, parallel: int = 1):
+                 sleep: Callable[[float], None] = time.sleep, seed: int | None = None, parallel: int = 1,
+                 undo=None):
         if batch_size < 1 or max_retries < 1:
             raise ValueError(f"batch_size and max_retries must be >= 1, got {batch_size} and {max_retries}")
         self.client, self.collection = client, collection
+        self.undo = undo  # connectors.undo_log.UndoLog: before-images saved before every write of a live collection
         self.batch_size, self.max_retries = batch_size, max_retries
         self.base_delay_s, self.max_delay_s = base_delay_s, max_delay_s
         self.counters = WriterStats()
@@ -89,6 +92,8 @@ class PointWriter:
         self._ids: list[str] = []
         self._vectors: list[np.ndarray] = []
         self._payloads: list[dict[str, Any]] = []
+        self._tags: list[str | None] = []
+        self._acked: collections.Counter = collections.Counter()  # tag -> points Qdrant acknowledged
         self._batches = 0
         self._closed = False
         self.parallel = max(1, int(parallel))
@@ -128,8 +133,10 @@ class PointWriter:
                 self._sleep(self._rng.uniform(0.0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))))
         raise AssertionError("unreachable")
 
-    def write(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> int:
-        """Buffer the points; returns how many points this call upserted (full batches only)."""
+    def write(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]],
+              tags: list[str | None] | None = None) -> int:
+        """Buffer the points; returns how many points this call upserted (full batches only). `tags` (one
+        per point, e.g. its input file) group the acknowledgements that `take_acknowledged` hands out."""
         if self._closed:
             raise RuntimeError("PointWriter is closed")
         if len(ids) == 0 and len(vectors) == 0 and len(payloads) == 0:
@@ -145,6 +152,7 @@ class PointWriter:
         self._ids.extend(ids)
         self._vectors.extend(vectors)
         self._payloads.extend(payloads)
+        self._tags.extend(tags if tags is not None else [None] * len(ids))
         written = 0
         while len(self._ids) >= self.batch_size:
             written += self._send(self.batch_size)
@@ -175,30 +183,42 @@ class PointWriter:
         if exc_type is None:
             self.close()
 
+    def take_acknowledged(self, tag: str | None) -> int:
+        """Points of `tag` that Qdrant acknowledged since the last call for it (call after flush())."""
+        with self._lock:
+            return self._acked.pop(tag, 0)
+
     def _send(self, n: int) -> int:
         ids, vectors, payloads = self._ids[:n], self._vectors[:n], self._payloads[:n]
         keep = last_wins(ids)
         self.counters.duplicates_collapsed += n - len(keep)
+        tags = [self._tags[i] for i in keep]
         ids = [ids[i] for i in keep]
         batch = models.Batch(ids=ids, vectors=np.stack([vectors[i] for i in keep]).tolist(),
                              payloads=[payloads[i] for i in keep])
         self._batches += 1
         what = f"upsert batch {self._batches} ({len(ids)} points, ids {ids[0]} .. {ids[-1]})"
+        self._capture(ids, what)
         if self._pool is None:
-            self._upsert(batch, what, len(ids))
+            self._upsert(batch, what, tags)
             # Drop from the buffer only once Qdrant has the batch: a failed batch is still there to inspect.
-            del self._ids[:n], self._vectors[:n], self._payloads[:n]
+            del self._ids[:n], self._vectors[:n], self._payloads[:n], self._tags[:n]
             return len(ids)
-        del self._ids[:n], self._vectors[:n], self._payloads[:n]  # the request owns the batch now
-        self._inflight.append(self._pool.submit(self._upsert, batch, what, len(ids)))
+        del self._ids[:n], self._vectors[:n], self._payloads[:n], self._tags[:n]  # the request owns the batch now
+        self._inflight.append(self._pool.submit(self._upsert, batch, what, tags))
         if len(self._inflight) >= 2 * self.parallel:  # bound memory: wait for the oldest requests
             self._drain(self.parallel)
         return len(ids)
 
-    def _upsert(self, batch: models.Batch, what: str, n: int) -> None:
-        self._call(partial(self.client.upsert, self.collection, points=batch, wait=True), what)
+    def _upsert(self, batch: models.Batch, what: str, tags: list[str | None]) -> None:
+        result = self._call(partial(self.client.upsert, self.collection, points=batch, wait=True), what)
+        status = getattr(getattr(result, "status", None), "value", getattr(result, "status", None))
+        if status != "completed":  # wait=True answers only once applied; anything else is no acknowledgement
+            raise SinkUnreachableError(f"Qdrant answered {what} in collection {self.collection!r} with status "
+                                       f"{status!r}, not 'completed'; a rerun rewrites the same ids")
         with self._lock:
-            self.counters.points_written += n
+            self.counters.points_written += len(tags)
+            self._acked.update(tags)
 
     def _drain(self, keep: int) -> None:
         """Wait until at most `keep` requests are in flight; a failed request raises its error here."""
@@ -212,14 +232,26 @@ class PointWriter:
             ops = [models.SetPayloadOperation(set_payload=models.SetPayload(payload=p, points=list(pids)))
                    for p, pids in part]
             what = f"set_payload operations {start + 1}..{start + len(part)} of {len(updates)}"
+            self._capture([pid for _, pids in part for pid in pids], what)
             self._call(partial(self.client.batch_update_points, self.collection, ops, wait=True), what)
         return len(updates)
+
+    def delete_where(self, selector_filter, what: str) -> None:
+        """Delete every point matching a Qdrant filter (retried like any write; no before-images)."""
+        self._call(partial(self.client.delete, self.collection, wait=True,
+                           points_selector=models.FilterSelector(filter=selector_filter)), what)
+
+    def _capture(self, ids: list[str], what: str) -> None:
+        """Save the before-images of `ids` in the undo log, if any, before the write that changes them."""
+        if self.undo is not None:
+            self._call(partial(self.undo.capture, self.client, ids), f"before-images for {what}")
 
     def delete_points(self, ids: list[str]) -> int:
         """Delete points by id, `batch_size` per request; deleting a missing id is not an error."""
         for start in range(0, len(ids), self.batch_size):
             part = list(ids[start:start + self.batch_size])
             what = f"delete of {len(part)} points (ids {part[0]} .. {part[-1]})"
+            self._capture(part, what)
             self._call(partial(self.client.delete, self.collection,
                                points_selector=models.PointIdsList(points=part), wait=True), what)
         return len(ids)

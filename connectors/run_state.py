@@ -1,4 +1,5 @@
-"""Where a run stands, at `{output_uri}/runs/{run_id}/state.json`, so rerunning a crashed job with the
+"""Where a run stands, at `{root}/runs/{run_id}/state.json` (the index job's root is
+`{output_uri}/{alias}`), so rerunning a crashed job with the
 same run id picks up after the last phase it finished instead of starting over.
 
 Phases are ordered and each is safe to redo: a crash between finishing a phase's work and recording
@@ -80,13 +81,13 @@ class RunStateStore:
                               f"{self.run_id} from scratch") from exc
         return self._state
 
-    def begin(self, alias: str, mode: str, fingerprint: str, collection: str) -> RunState:
-        """A new state, or the stored one with one more attempt. On a resume the stored collection wins:
-        the caller must write into `state.collection`, not a freshly generated name."""
+    def begin(self, alias: str, mode: str, fingerprint: str, collection: str, **details: Any) -> RunState:
+        """A new state (with `details`), or the stored one with one more attempt. On a resume the stored
+        collection wins: the caller must write into `state.collection`, not a freshly generated name."""
         existing = self.load()
         if existing is None:
             state = RunState(run_id=self.run_id, alias=alias, mode=mode, config_fingerprint=fingerprint,
-                             collection=collection)
+                             collection=collection, details=details)
         else:
             self._refuse_changed(existing, alias, mode, fingerprint)
             state = existing.model_copy(update={"attempts": existing.attempts + 1, "updated_at": _now()})
@@ -124,6 +125,27 @@ class RunStateStore:
     def _save(self, state: RunState) -> None:
         write_bytes(self.uri, state.model_dump_json(indent=1).encode(), self._storage)
         self._state = state
+
+
+def list_run_states(root: str, storage: ObjectStoreOptions | None = None) -> list[RunState]:
+    """Every run recorded under `{root}/runs/`, oldest change first (unreadable ones are skipped)."""
+    import pyarrow.fs as pafs
+
+    from connectors.object_store import filesystem_for
+
+    fs, path = filesystem_for(join_uri(root, "runs"), storage)
+    states = []
+    for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+        if info.type != pafs.FileType.Directory:
+            continue
+        data = read_bytes(run_state_uri(root, info.base_name), storage)
+        if not data:
+            continue
+        try:
+            states.append(RunState.model_validate_json(data))
+        except ValueError:
+            continue
+    return sorted(states, key=lambda s: (s.updated_at, s.run_id))
 
 
 def suggest_run_id(run_id: str, fingerprint: str) -> str:

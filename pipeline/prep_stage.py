@@ -32,6 +32,7 @@ document and one row per rejected record, in input order:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -101,8 +102,13 @@ class PrepStage:
         self._fingerprint = canonical_json(dict(fingerprint))
         self._dim = dim
         self._instruction = doc_instruction
+        # Test-only: QBATCH_TEST_SCAN_DELAY_S slows every batch of the hash-only scan, so a lock test can
+        # make the scan outlast a short lock TTL. Never set in production.
+        self._scan_delay = float(os.environ.get("QBATCH_TEST_SCAN_DELAY_S", "0") or 0) if scan_only else 0.0
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        if self._scan_delay:
+            time.sleep(self._scan_delay)
         start = time.perf_counter()
         is_eof = pc.fill_null(pc.equal(batch.column("_read_error"), END_OF_FILE), False)
         markers = batch.filter(is_eof).to_pylist()

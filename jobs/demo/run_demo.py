@@ -30,7 +30,7 @@ path = "{out / 'qdrant'}"
 collection = "demo_catalog"
 payload_indexes = {{ lang = "keyword", category = "keyword" }}
 [run]
-output_uri = "{out / 'runs'}"
+output_uri = "{out}"
 run_id = "demo-{time.strftime('%Y%m%dT%H%M%S')}"
 mode = "full"
 keep = 2

@@ -1,6 +1,9 @@
 """`qbatch index status` and `qbatch index rollback`: what an operator needs at 3 a.m.
-Status lists the alias's kept collections (points, model, run id, which is live); rollback points the
-alias at the previous kept collection and restores that collection's manifest as CURRENT."""
+Status lists the alias's kept collections (points, model, run id, which is live). Rollback reads the
+alias's newest run first: if it is an in-place run (incremental, append) that never finished, it
+undoes it from its before-images (connectors/undo_log.py) and marks it so that it never resumes;
+otherwise it points the alias at the previous kept collection and restores that collection's
+manifest as CURRENT."""
 
 from __future__ import annotations
 
@@ -56,9 +59,48 @@ def show_status(cfg: IndexAdminConfig, client, out: TextIO) -> int:
     return int(ExitCode.OK)
 
 
+def unfinished_in_place_run(cfg: IndexAdminConfig):
+    """The alias's newest run, when it is an in-place run that stopped before committing its manifest
+    and was not rolled back yet; else None."""
+    from connectors.object_store import join_uri
+    from connectors.run_state import list_run_states
+
+    states = list_run_states(join_uri(cfg.run.output_uri, cfg.qdrant.collection), cfg.storage)
+    newest = states[-1] if states else None
+    if newest is None or newest.mode not in ("incremental", "append") or newest.details.get("rolled_back") \
+            or newest.reached("manifest_committed"):
+        return None
+    return newest
+
+
+def undo_unfinished(cfg: IndexAdminConfig, client, state, out: TextIO) -> int:
+    """Restore the before-images of an unfinished in-place run, under the alias lock."""
+    from connectors.object_store import join_uri
+    from connectors.qdrant_writer import PointWriter
+    from connectors.run_lock import RunLock
+    from connectors.run_state import RunStateStore
+    from connectors.undo_log import UndoLog
+
+    alias, root = cfg.qdrant.collection, join_uri(cfg.run.output_uri, cfg.qdrant.collection)
+    with RunLock(cfg.run.output_uri, alias, f"rollback-{state.run_id}", cfg.storage):
+        undo = UndoLog(join_uri(root, "runs", state.run_id), state.collection, state.run_id, cfg.storage)
+        result = undo.restore(client, PointWriter.from_config(client, cfg.qdrant, state.collection))
+        store = RunStateStore(root, state.run_id, cfg.storage)
+        store.advance(store.load().phase, rolled_back="qbatch index rollback",
+                      undo={"restored_points": result.restored_points, "removed_points": result.removed_points})
+    out.write(f"alias {alias}: undid unfinished {state.mode} run {state.run_id} in {state.collection}: restored "
+              f"{result.restored_points} before-images, removed {result.removed_points} points it added; "
+              "the run will not resume\n")
+    return int(ExitCode.OK)
+
+
 def rollback(cfg: IndexAdminConfig, client, out: TextIO) -> int:
     from connectors.manifest_store import ManifestReader, list_manifests, write_current
     from connectors.qdrant_aliases import switch_alias
+
+    unfinished = unfinished_in_place_run(cfg)
+    if unfinished is not None:
+        return undo_unfinished(cfg, client, unfinished, out)
 
     rows = describe_collections(cfg, client)
     names = [r["collection"] for r in rows]

@@ -4,7 +4,6 @@ before the first row is read."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import string
 from typing import Literal
 
@@ -77,14 +76,17 @@ RESERVED_PAYLOAD_KEYS = frozenset({"doc_id", "chunk", "span", "text", "lang", "c
                                    "indexed_at", "run_id"})
 
 class RunConfig(JobRunFields):
-    output_uri: str = Field("./qbatch-output", description="where reports, dead-letter tables and state go (path or s3://)")
+    output_uri: str = Field("./qbatch-output", description="root of what runs leave (path or s3://): "
+                                                          "{output_uri}/{alias}/runs/{run_id}/ and {output_uri}/{alias}/manifests/")
+    legacy_output_uri: str | None = Field(
+        None, description="an earlier output_uri that holds this alias's manifests; read when output_uri has none, "
+                          "and the live manifest is copied to output_uri before the run")
     mode: Literal["full", "incremental", "append"] = Field(
         "full", description="full: blue/green rebuild behind the alias; incremental: diff against the live "
                             "manifest and update in place; append: upsert new and changed docs, delete nothing")
     keep: int = Field(2, ge=1, description="collections kept per alias (the live one included) after a switch")
-
-    def resolved_run_id(self, today: _dt.date | None = None) -> str:
-        return self.run_id or (today or _dt.date.today()).strftime("%Y%m%d")
+    lock_ttl_s: float = Field(900.0, gt=0, description="the alias lock expires this long after its last refresh; "
+                                                       "a background heartbeat refreshes it every third of this")
 
 
 class GatesConfig(BaseModel):

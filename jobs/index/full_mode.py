@@ -42,9 +42,9 @@ def run_full(run: IndexRun, dead_letter) -> None:
     if not state.reached("loaded"):
         ensure_collection(client, cfg.qdrant, coll, run.creation_spec(), bulk_load=True)
     load = run_load_pass(cfg, client, coll, run.files, run.spec, run.run_id, run.pools, run.progress,
-                         heartbeat=run.refresh_lock)
+                         check_lock=run.check_lock)
     run.report["load"] = load
-    run.refresh_lock(every_s=0)
+    run.check_lock()
     run.check_reject_ratio(load.totals["read"], sum(load.rejected.values()),
                            f"collection {coll} is kept for inspection and alias {run.alias} was not switched")
     if not state.reached("loaded"):

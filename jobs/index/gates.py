@@ -40,15 +40,23 @@ def embed_queries_remote(cfg: IndexConfig, queries: list[str], dim: int, instruc
                                  queries, dim, instruction))
 
 
-def golden_recall_of(client, collection: str, golden: dict[str, list[str]], vectors, k: int) -> float:
+def golden_recall_of(client, collection: str, golden: dict[str, list[str]], vectors, k: int,
+                     without: set[str] | frozenset[str] = frozenset()) -> float:
+    """Golden recall@k of `collection`, as if the documents in `without` were already deleted."""
     from connectors.qdrant_search import search
     from pipeline.validation_gates import golden_recall
 
     results = {}
     for query, vector in zip(golden, vectors):
         # Several chunks of one document can rank: ask for more, recall counts distinct documents.
-        hits = search(client, collection, vector, k=k * 4)
-        results[query] = [h.doc_id for h in hits]
+        limit = k * 4
+        while True:
+            hits = search(client, collection, vector, k=limit)
+            docs = [h.doc_id for h in hits if h.doc_id not in without]
+            if len(set(docs)) >= k or len(hits) < limit or limit >= 10_000:
+                break
+            limit *= 4  # the deleted documents took the places: look further down
+        results[query] = docs
     return golden_recall(results, golden, k)
 
 

@@ -1,10 +1,15 @@
 """`run.mode = "incremental"` (and `"append"`): refresh the live collection in place.
 
-1. Diff the corpus against the live manifest (hashes only) and gate the diff before writing anything:
-   the live index serves search meanwhile, so a truncated export must never delete it away.
+1. Diff the corpus against the live manifest (hashes only) and gate what can be gated before writing
+   anything: deletions, shrinkage, and golden queries against the live collection with the
+   to-be-deleted documents filtered out. The live index serves search meanwhile, so a truncated
+   export must never delete it away.
 2. Embed and upsert only new and changed documents; `set_payload` documents whose payload alone
-   changed; delete vanished documents' points and the chunks shortened documents lost, last.
-3. Run the gates again, then make the new manifest CURRENT. Append runs never delete."""
+   changed; delete vanished documents' points and the chunks shortened documents lost, last. Every
+   write first saves the before-images of the points it changes (connectors/undo_log.py).
+3. Run the gates again. A failed gate restores the before-images and removes the points the run
+   added, so the live collection is what it was; otherwise the new manifest becomes CURRENT.
+Append runs never delete."""
 
 from __future__ import annotations
 
@@ -21,6 +26,21 @@ log = logging.getLogger("qbatch.index")
 
 
 def run_incremental(run: IndexRun, dead_letter, append: bool) -> None:
+    """Refresh the live collection in place; a refusal after this run (or an earlier attempt of it)
+    wrote anything puts the live collection back first."""
+    from common.errors import RejectRatioExceededError
+    from connectors.undo_log import UndoLog
+
+    undo = UndoLog(run.run_folder, run.collection, run.run_id, run.storage)
+    try:
+        _refresh(run, dead_letter, append, undo)
+    except (GateFailedError, RejectRatioExceededError) as e:
+        if undo.has_writes(run.client):
+            undo_in_place(run, undo, f"{run.collection}@{run.run_id}", reason=f"refused after writing: {e}")
+        raise
+
+
+def _refresh(run: IndexRun, dead_letter, append: bool, undo) -> None:
     from connectors.manifest_store import ManifestReader, ManifestWriter, read_current, write_current
     from pipeline.manifest_diff import gate_projection
     from pipeline.validation_gates import count_parity, golden_gate
@@ -38,7 +58,8 @@ def run_incremental(run: IndexRun, dead_letter, append: bool) -> None:
 
     if not state.reached("loaded"):
         with ManifestWriter(run.out, run.alias, new_key, n_buckets=old.n_buckets, storage=run.storage) as manifest:
-            plan = scan_and_plan(cfg, run.files, run.spec, run.pools, run.run_id, old, dead_letter, manifest, append)
+            plan = scan_and_plan(cfg, run.files, run.spec, run.pools, run.run_id, old, dead_letter, manifest, append,
+                                 run.run_root)
             try:
                 run.report["plan"] = plan
                 failures = gate_projection(plan.summary, old.summary()["docs"], cfg.gates.max_delete_ratio,
@@ -53,12 +74,14 @@ def run_incremental(run: IndexRun, dead_letter, append: bool) -> None:
                                        "refused before writing anything to the live collection")
                 golden_before = golden_recall_of(client, coll, golden, vectors, cfg.gates.golden_k) \
                     if golden else None
+                if golden and plan.summary.deleted:
+                    gate_golden_before_writing(run, plan, golden, vectors, golden_before)
                 files = [f for f in run.files if f.uri in plan.keep_lines]
                 load = run_load_pass(cfg, client, coll, files, run.spec, run.run_id, run.pools, run.progress,
-                                     keep_lines=plan.keep_lines, heartbeat=run.refresh_lock)
+                                     keep_lines=plan.keep_lines, check_lock=run.check_lock, undo=undo)
                 run.report["load"] = load
-                run.refresh_lock(every_s=0)
-                updated = apply_payload_updates(run, plan)
+                run.check_lock()
+                updated = apply_payload_updates(run, plan, undo)
                 changed = plan.summary.new_docs + plan.summary.changed + plan.summary.payload_only \
                     + plan.summary.deleted
                 if not changed:
@@ -69,11 +92,11 @@ def run_incremental(run: IndexRun, dead_letter, append: bool) -> None:
                         manifest.add(table)
                     manifest.commit()
                     deleted = apply_deletions(run, old, ManifestReader(run.out, run.alias, new_key,
-                                                                       storage=run.storage))
+                                                                       storage=run.storage), undo)
                     run.state_store.advance("loaded", manifest=new_key, golden_before=golden_before,
                                             updated=updated, deleted_points=deleted)
             finally:
-                plan.payload_updates.close()
+                plan.close()
     state = run.state_store.load()
     details = state.details
     run.report["incremental"] = {"payload_updated_docs": details.get("updated", 0),
@@ -90,8 +113,9 @@ def run_incremental(run: IndexRun, dead_letter, append: bool) -> None:
         after = golden_recall_of(client, coll, golden, vectors, cfg.gates.golden_k)
         gates.add(golden_gate(after, details.get("golden_before"), cfg.gates.golden_min_recall,
                               cfg.gates.golden_max_drop))
-    run.report["gates"] = gates.as_report()
-    gates.enforce(f"collection {coll} was updated in place but its manifest {key} is not made CURRENT")
+    run.report["gates"] = run.report.get("gates", []) + gates.as_report()
+    gates.enforce(f"collection {coll} was updated in place, then restored from the run's before-images; "
+                  f"its manifest {key} is not made CURRENT")
     run.state_store.advance("gated")
     run.state_store.advance("switched")  # in place: the alias already points here
     write_current(run.out, run.alias, key, run.storage)
@@ -100,13 +124,46 @@ def run_incremental(run: IndexRun, dead_letter, append: bool) -> None:
     run.state_store.advance("cleaned")
 
 
-def apply_payload_updates(run: IndexRun, plan) -> int:
+def gate_golden_before_writing(run: IndexRun, plan, golden, vectors, live_recall: float) -> None:
+    """Golden recall of the live collection as it will be once the deletions land: refused now, before
+    any write, rather than restored later."""
+    from pipeline.validation_gates import golden_gate
+
+    cfg = run.cfg
+    projected = golden_recall_of(run.client, run.collection, golden, vectors, cfg.gates.golden_k,
+                                 without=plan.deleted_doc_ids())
+    result = golden_gate(projected, live_recall, cfg.gates.golden_min_recall, cfg.gates.golden_max_drop)
+    entry = {"gate": "golden_recall_after_deletions", "passed": result.passed, **result.figures,
+             "message": result.message}
+    run.report["gates"] = [entry]
+    if not result.passed:
+        raise GateFailedError(f"refused before writing anything: golden recall without the "
+                              f"{plan.summary.deleted} documents this run deletes: {result.message}")
+
+
+def undo_in_place(run: IndexRun, undo, manifest_key: str | None, reason: str) -> None:
+    """Put the live collection back as it was before this run and mark the run as rolled back, so it
+    never resumes. Its uncommitted manifest is dropped."""
+    from connectors.manifest_store import delete_manifest, read_current
+    from connectors.qdrant_writer import PointWriter
+
+    result = undo.restore(run.client, PointWriter.from_config(run.client, run.cfg.qdrant, run.collection))
+    run.report["undo"] = {"reason": reason, "restored_points": result.restored_points,
+                          "removed_points": result.removed_points}
+    log.warning("%s: restored %d before-images and removed %d points this run added in %s", reason,
+                result.restored_points, result.removed_points, run.collection)
+    if manifest_key and manifest_key != read_current(run.out, run.alias, run.storage):
+        delete_manifest(run.out, run.alias, manifest_key, run.storage)
+    run.state_store.advance(run.state_store.load().phase, rolled_back=reason, undo=run.report["undo"])
+
+
+def apply_payload_updates(run: IndexRun, plan, undo=None) -> int:
     """set_payload on every chunk of documents whose payload alone changed; no re-embedding."""
     from connectors.point_ids import point_id
     from connectors.qdrant_writer import PointWriter
 
     writer = PointWriter(run.client, run.collection, batch_size=run.cfg.qdrant.upsert_batch_size,
-                         max_retries=run.cfg.qdrant.max_retries)
+                         max_retries=run.cfg.qdrant.max_retries, undo=undo)
     docs = 0
     for i in range(plan.payload_updates.n_buckets):
         ops = []
@@ -128,14 +185,14 @@ def _payload_hash(values: dict) -> str:
     return payload_hash(values)
 
 
-def apply_deletions(run: IndexRun, old, new) -> int:
+def apply_deletions(run: IndexRun, old, new, undo=None) -> int:
     """Delete, bucket by bucket, the points the new manifest no longer has. Idempotent."""
     from connectors.point_ids import point_id
     from connectors.qdrant_writer import PointWriter
     from pipeline.manifest_diff import diff_bucket, points_to_delete
 
     writer = PointWriter(run.client, run.collection, batch_size=run.cfg.qdrant.upsert_batch_size,
-                         max_retries=run.cfg.qdrant.max_retries)
+                         max_retries=run.cfg.qdrant.max_retries, undo=undo)
     total = 0
     for i in range(old.n_buckets):
         ids = [point_id(d, c) for d, c in points_to_delete(diff_bucket(old.read_bucket(i), new.read_bucket(i)))]

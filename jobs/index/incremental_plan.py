@@ -22,6 +22,7 @@ SCAN_SCHEMA = pa.schema([("doc_id", pa.string()), ("content_hash", pa.string()),
 
 
 PAYLOAD_UPDATE_SCHEMA = pa.schema([("doc_id", pa.string()), ("payload_json", pa.string()), ("n_chunks", pa.int32())])
+DELETED_SCHEMA = pa.schema([("doc_id", pa.string())])
 
 
 @dataclass
@@ -29,15 +30,24 @@ class IncrementalPlan:
     summary: object  # pipeline.manifest_diff.DiffSummary
     keep_lines: dict[str, str]  # file URI -> plan file URI listing the records to re-embed
     payload_updates: object  # BucketSpill of PAYLOAD_UPDATE_SCHEMA, on local disk
+    deleted: object  # BucketSpill of DELETED_SCHEMA: documents the run will delete
     read: int = 0
     rejected: collections.Counter = field(default_factory=collections.Counter)
 
+    def deleted_doc_ids(self) -> set[str]:
+        """The documents this run deletes; read only after the deletion-ratio gate bounded their number."""
+        return {d for i in range(self.deleted.n_buckets) for d in self.deleted.read(i)["doc_id"].to_pylist()}
+
+    def close(self) -> None:
+        self.payload_updates.close()
+        self.deleted.close()
+
 
 def scan_and_plan(cfg: IndexConfig, files, spec, pools, run_id: str, old_reader, dead_letter, new_manifest,
-                  append: bool) -> IncrementalPlan:
+                  append: bool, run_root: str) -> IncrementalPlan:
     """Scan, dedupe, diff and plan. Rejects go to `dead_letter` as they are found; the manifest rows of
     documents that need no embedding (unchanged, payload-only, and in append mode vanished ones) go
-    straight to `new_manifest`; payload updates to a disk spill. The caller closes plan.payload_updates."""
+    straight to `new_manifest`; payload updates and deletions to disk spills. The caller closes the plan."""
     from connectors.bucket_spill import BucketSpill
     from connectors.file_progress import MANIFEST_SCHEMA, file_key
     from connectors.object_store import join_uri, table_to_parquet, write_bytes
@@ -46,7 +56,8 @@ def scan_and_plan(cfg: IndexConfig, files, spec, pools, run_id: str, old_reader,
     from pipeline.manifest_diff import DiffSummary, diff_bucket
 
     n_buckets = old_reader.n_buckets
-    plan = IncrementalPlan(DiffSummary(), {}, BucketSpill(PAYLOAD_UPDATE_SCHEMA, n_buckets))
+    plan = IncrementalPlan(DiffSummary(), {}, BucketSpill(PAYLOAD_UPDATE_SCHEMA, n_buckets),
+                           BucketSpill(DELETED_SCHEMA, n_buckets))
     lines: dict[str, list[int]] = collections.defaultdict(list)
     with BucketSpill(SCAN_SCHEMA, n_buckets) as spill, SeenIdsStore() as seen:
         ds = build_index_dataset(cfg, files, spec.fingerprint, spec.dim, pools, scan_only=True)
@@ -86,6 +97,7 @@ def scan_and_plan(cfg: IndexConfig, files, spec, pools, run_id: str, old_reader,
                 diff = type(diff)(diff.new_docs, diff.changed, diff.payload_only, diff.deleted.slice(0, 0),
                                   diff.unchanged)
             plan.summary = plan.summary + diff.summary()
+            plan.deleted.add(diff.deleted.select(["doc_id"]))
             by_id = {r["doc_id"]: r for r in scanned.to_pylist()}
             for table in (diff.new_docs, diff.changed):
                 for doc_id in table["doc_id"].to_pylist():
@@ -101,7 +113,7 @@ def scan_and_plan(cfg: IndexConfig, files, spec, pools, run_id: str, old_reader,
                         "payload_json": [by_id[d]["payload_json"] for d in table["doc_id"].to_pylist()],
                         "n_chunks": chunks}, schema=PAYLOAD_UPDATE_SCHEMA))
     for uri, wanted in lines.items():
-        target = join_uri(cfg.run.output_uri, "runs", run_id, "plan", f"{file_key(uri)}.lines.parquet")
+        target = join_uri(run_root, "runs", run_id, "plan", f"{file_key(uri)}.lines.parquet")
         write_bytes(target, table_to_parquet(pa.table({"line": pa.array(sorted(wanted), pa.int64())})),
                     cfg.source.storage)
         plan.keep_lines[uri] = target

@@ -14,7 +14,8 @@ from importlib.metadata import PackageNotFoundError, version
 from common.errors import ConfigError, GateFailedError, RejectRatioExceededError
 from jobs.runtime.exit_codes import ExitCode
 from jobs.index.config import IndexConfig
-from jobs.index.run_context import IndexRun, config_fingerprint
+from jobs.index.run_context import IndexRun
+from jobs.index.run_identity import config_fingerprint, refuse_reuse, resolve_run_id
 from jobs.runtime.logging_setup import configure_logging, register_secret
 
 log = logging.getLogger("qbatch.index")
@@ -74,26 +75,29 @@ def guard_live(cfg: IndexConfig, client, live: str | None, spec) -> None:
 
 
 def run_index(cfg: IndexConfig, args: argparse.Namespace) -> int:
-    run_id = cfg.run.resolved_run_id()
-    configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "INFO"), run_id)
+    configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "INFO"), cfg.run.run_id)
     register_config_secrets(cfg)
     from connectors.qdrant_connection import connect, safe_target
 
     client = connect(cfg.qdrant)  # fail fast, before the corpus is read
     log.info("qdrant reachable at %s", safe_target(cfg.qdrant))
     try:
-        return _run_with_client(cfg, args, run_id, client)
+        return _run_with_client(cfg, args, client)
     finally:
         client.close()  # local mode allows one client per path: release it for the next run
 
 
-def _run_with_client(cfg: IndexConfig, args, run_id: str, client) -> int:
+def _run_with_client(cfg: IndexConfig, args, client) -> int:
     from connectors.corpus_listing import list_corpus_files
     from connectors.qdrant_aliases import alias_target
     from pipeline.embedding_tokenizer import EmbeddingTokenizer
 
     files = list_corpus_files(cfg.source)
     log.info("source %s: %d files, %d bytes", cfg.source.uri, len(files), sum(f.size for f in files))
+    run_id = resolve_run_id(cfg, files)
+    if cfg.run.run_id is None:  # derived from the config and the listing: tag the log lines from here on
+        configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "INFO"), run_id)
+        log.info("run id %s (derived: mode, date, config and source listing)", run_id)
     try:
         tokenizer = EmbeddingTokenizer.from_pretrained(cfg.embed.model, max_length=cfg.embed.max_length)
     except (FileNotFoundError, ValueError) as e:  # a missing or unsupported model: a retry cannot help
@@ -112,25 +116,38 @@ def _run_with_client(cfg: IndexConfig, args, run_id: str, client) -> int:
 
 def _run_locked(run: IndexRun, args) -> int:
     from connectors.file_progress import FileProgressStore
+    from connectors.lock_heartbeat import LockHeartbeat
     from connectors.run_lock import RunLock
     from connectors.run_state import RunStateStore
     from jobs.index.report import finish_report
 
     cfg = run.cfg
-    run.state_store = RunStateStore(run.out, run.run_id, run.storage)
+    run.state_store = RunStateStore(run.run_root, run.run_id, run.storage)
     previous = run.state_store.load()
+    fingerprint = config_fingerprint(cfg)
     if previous is not None and previous.phase == "cleaned":
+        refuse_reuse(run.run_id, previous, cfg.run.mode, fingerprint)
         print(f"run {run.run_id} already finished ({previous.mode} -> {previous.collection}); nothing to do")
         return int(ExitCode.OK)
-    with RunLock(run.out, run.alias, run.run_id, run.storage) as lock:
-        run.lock = lock
+    if previous is not None and previous.details.get("rolled_back"):
+        raise ConfigError(f"run {run.run_id} was rolled back ({previous.details['rolled_back']}) and cannot resume; "
+                          "start a new run (leave run.run_id unset, or give a new one)")
+    with RunLock(run.out, run.alias, run.run_id, run.storage, ttl_s=cfg.run.lock_ttl_s) as lock, \
+            LockHeartbeat(lock) as heartbeat:
+        run.lock, run.heartbeat = lock, heartbeat
+        if cfg.run.legacy_output_uri:
+            from connectors.manifest_store import adopt_legacy_manifest
+
+            adopted = adopt_legacy_manifest(run.out, cfg.run.legacy_output_uri, run.alias, run.storage)
+            if adopted:
+                log.info("copied the live manifest %s from run.legacy_output_uri to %s", adopted, run.out)
         run.mode = previous.mode if previous else (cfg.run.mode if run.live else "full")
         if run.mode != cfg.run.mode:
             log.info("alias %s does not exist yet: this %s run builds it in full", run.alias, cfg.run.mode)
         run.collection = previous.collection if previous else (
             _versioned(run) if run.mode == "full" else run.live)
-        run.state_store.begin(run.alias, run.mode, config_fingerprint(cfg), run.collection)
-        run.progress = FileProgressStore(run.out, run.run_id, run.storage)
+        run.state_store.begin(run.alias, run.mode, fingerprint, run.collection, requested_mode=cfg.run.mode)
+        run.progress = FileProgressStore(run.run_root, run.run_id, run.storage)
         from jobs.runtime.actor_pool import plan_pools
         from jobs.runtime.ray_start import init_ray
 
@@ -142,7 +159,7 @@ def _run_locked(run: IndexRun, args) -> int:
         error: BaseException | None = None
         from connectors.dead_letter_writer import DeadLetterWriter
 
-        dead_letter = DeadLetterWriter(run.out, run.run_id, run.storage)
+        dead_letter = DeadLetterWriter(run.run_root, run.run_id, run.storage)
         try:
             if run.mode == "full":
                 from jobs.index.full_mode import run_full

@@ -34,7 +34,7 @@ class LoadResult:
 
 
 def run_load_pass(cfg: IndexConfig, client, collection: str, files, spec, run_id: str, pools, progress,
-                  keep_lines: dict[str, str] | None = None, heartbeat=None) -> LoadResult:
+                  keep_lines: dict[str, str] | None = None, check_lock=None, undo=None) -> LoadResult:
     from connectors.qdrant_writer import PointWriter
     from connectors.seen_ids_store import SeenIdsStore
 
@@ -55,7 +55,7 @@ def run_load_pass(cfg: IndexConfig, client, collection: str, files, spec, run_id
             ids = table.column("doc_id").to_pylist()
             seen.claim((doc_id, "<done>", 0) for doc_id in ids)
         if todo:
-            writer = PointWriter.from_config(client, cfg.qdrant, collection)
+            writer = PointWriter.from_config(client, cfg.qdrant, collection, undo=undo)
             sink = IndexSink(writer, progress, seen, run_id, cfg.qdrant.store_text, cfg.columns.payload,
                              filtered=keep_lines is not None)
             ds = build_index_dataset(cfg, todo, spec.fingerprint, spec.dim, pools,
@@ -66,8 +66,8 @@ def run_load_pass(cfg: IndexConfig, client, collection: str, files, spec, run_id
                 for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
                     sink.consume(batch)
                     bar.update(sink.counters.totals["read"])
-                    if heartbeat is not None:
-                        heartbeat()
+                    if check_lock is not None:
+                        check_lock()
                 sink.close()
             finally:
                 bar.close()

@@ -64,6 +64,8 @@ def build_report(run, wall_s: float) -> dict:
             "load pass wall": round(pipeline_s, 3) if load else 0.0,
             "total wall": round(wall_s, 3),
         },
+        # This attempt's requests to Qdrant, counted from its answers: points acknowledged, requests, retries.
+        "writer": sink.writer.stats() if sink is not None else None,
         "pools": run.pools.describe() if run.pools else None,
         "gates": run.report.get("gates", []),
         "throughput": sc.throughput if sc else [],
@@ -73,6 +75,8 @@ def build_report(run, wall_s: float) -> dict:
         report["diff"] = {k: v for k, v in plan.summary.as_dict().items() if not k.startswith("points_")}
     if "incremental" in run.report:
         report["incremental"] = run.report["incremental"]
+    if "undo" in run.report:
+        report["undo"] = run.report["undo"]
     if "dropped_collections" in run.report:
         report["dropped_collections"] = run.report["dropped_collections"]
     return report
@@ -97,7 +101,7 @@ def finish_report(run, error: BaseException | None, wall_s: float) -> dict:
 
     report = build_report(run, wall_s)
     decide_exit(run, report, error)
-    uris = write_run_report(run.out, run.run_id, report, run.storage)
+    uris = write_run_report(run.run_root, run.run_id, report, run.storage)
     log.info("report written: %s", ", ".join(uris.values()))
     print_summary(report, sys.stdout)
     return report

@@ -4,8 +4,6 @@ the run's state and progress stores, and the report being assembled."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -14,14 +12,6 @@ from typing import Any
 from jobs.index.config import IndexConfig
 
 log = logging.getLogger("qbatch.index")
-
-
-def config_fingerprint(cfg: IndexConfig) -> str:
-    """What a resumed run must share with the attempt it resumes (run id and display flags excluded)."""
-    data = cfg.model_dump(mode="json")
-    data["run"].pop("run_id", None)
-    data["run"].pop("progress", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -37,6 +27,7 @@ class IndexRun:
     progress: Any = None
     pools: Any = None
     lock: Any = None
+    heartbeat: Any = None  # connectors.lock_heartbeat.LockHeartbeat
     collection: str | None = None
     mode: str = "full"
     started: float = field(default_factory=time.perf_counter)
@@ -52,7 +43,22 @@ class IndexRun:
 
     @property
     def out(self) -> str:
+        """The output root: `{out}/{alias}/manifests/` and `{out}/{alias}/LOCK` hang below it."""
         return self.cfg.run.output_uri
+
+    @property
+    def run_root(self) -> str:
+        """`{output_uri}/{alias}`: this alias's runs live in `runs/{run_id}/` below it, beside its manifests."""
+        from connectors.object_store import join_uri
+
+        return join_uri(self.cfg.run.output_uri, self.alias)
+
+    @property
+    def run_folder(self) -> str:
+        """`{output_uri}/{alias}/runs/{run_id}`: state, progress, plan, undo log, dead letters, report."""
+        from connectors.object_store import join_uri
+
+        return join_uri(self.run_root, "runs", self.run_id)
 
     def creation_spec(self):
         """The spec recorded on a collection this run creates: the guard fields plus run id and time."""
@@ -62,15 +68,11 @@ class IndexRun:
             **self.spec.fingerprint, "run_id": self.run_id,
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
 
-    _last_refresh: float = 0.0
-
-    def refresh_lock(self, every_s: float = 60.0) -> None:
-        """Extend the alias lock; called per batch, so it refreshes at most every `every_s` seconds
-        (the lock's TTL is 15 minutes: a long load must not let it lapse)."""
-        now = time.monotonic()
-        if self.lock is not None and now - self._last_refresh >= every_s:
-            self.lock.refresh()
-            self._last_refresh = now
+    def check_lock(self) -> None:
+        """Stop before the next write if the alias lock was lost (connectors/lock_heartbeat.py keeps it
+        refreshed from a background thread through every phase)."""
+        if self.heartbeat is not None:
+            self.heartbeat.check()
 
     def check_reject_ratio(self, read: int, rejected: int, where: str) -> None:
         """Too many rejects means a broken export: refuse before the index serving search changes."""

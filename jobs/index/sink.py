@@ -130,7 +130,7 @@ class IndexSink:
         if not docs:
             return
         owners = self.seen.claim((d[0]["doc_id"], d[0]["_file"], d[0]["_line"]) for d in docs)
-        ids, vecs, payloads = [], [], []
+        ids, vecs, payloads, files = [], [], [], []
         for chunks, owner in zip(docs, owners):
             chunks.sort(key=lambda r: r["chunk"])
             first = chunks[0]
@@ -152,9 +152,10 @@ class IndexSink:
                 ids.append(point_id(r["doc_id"], r["chunk"]))
                 vecs.append(r["_vector"])
                 payloads.append(self._payload(r))
+                files.append(r["_file"])
         if ids:
             t = time.perf_counter()
-            self.writer.write(ids, np.stack(vecs), payloads)
+            self.writer.write(ids, np.stack(vecs), payloads, tags=files)
             self.counters.write_seconds += time.perf_counter() - t
 
     def _payload(self, r: dict) -> dict:
@@ -183,7 +184,7 @@ class IndexSink:
         t = time.perf_counter()
         self.writer.flush()  # acknowledged (wait=True) before the file is marked done
         self.counters.write_seconds += time.perf_counter() - t
-        state.counts["points_upserted"] = state.counts["chunks"]
+        state.counts["points_upserted"] = self.writer.take_acknowledged(uri)  # what Qdrant acknowledged
         counts = {**{k: int(state.counts[k]) for k in COUNT_KEYS}, "rejected": dict(state.rejected)}
         manifest = pa.Table.from_arrays([pa.array(col, t) for col, t in zip(
             zip(*state.manifest) if state.manifest else ([], [], [], []), MANIFEST_SCHEMA.types)],

@@ -98,12 +98,13 @@ def _run_with_client(cfg: RerankConfig, args, files, client, redactor, run_date,
 
         retriever = Retriever.load(client, cfg.qdrant.collection, cfg.candidates.retrieve_top_k,
                                    cfg.candidates.embed_model, cfg.candidates.embed_device)
+    from connectors.lock_heartbeat import LockHeartbeat
     from connectors.run_lock import RunLock
     from jobs.rerank.scoring import score_and_write
 
     # One run per output partition at a time: two would clear each other's staged parts.
     with RunLock(cfg.output.uri, f"_locks/run_date={run_date.isoformat()}", run_id,
-                 cfg.output.storage or cfg.queries.storage) as lock:
+                 cfg.output.storage or cfg.queries.storage) as lock, LockHeartbeat(lock) as heartbeat:
         report = score_and_write(cfg, args, files, client, retriever, redactor, run_date, run_id, secrets, started,
                                  lock)
     if getattr(args, "metrics_pushgateway", None):

@@ -13,7 +13,6 @@ from connectors.object_store import join_uri
 from jobs.runtime.exit_codes import ExitCode
 
 log = logging.getLogger("qbatch.rerank")
-_LOCK_REFRESH_S = 60.0
 
 
 def _dead_letter(cfg, run_date, run_id):
@@ -26,7 +25,7 @@ def _dead_letter(cfg, run_date, run_id):
 
 
 def score_and_write(cfg, args, files, client, retriever, redactor, run_date, run_id, secrets, started,
-                    lock=None) -> dict:
+                    heartbeat=None) -> dict:
     import ray
 
     from connectors.rerank_table import RerankTableWriter
@@ -69,13 +68,11 @@ def score_and_write(cfg, args, files, client, retriever, redactor, run_date, run
                 batch_format="pyarrow", num_cpus=pool.num_cpus, num_gpus=pool.num_gpus,
                 compute=ray.data.ActorPoolStrategy(min_size=pool.concurrency[0], max_size=pool.concurrency[1]))
             progress = ProgressLine(cfg.run.progress and sys.stderr.isatty(), unit="pairs")
-            refreshed = time.monotonic()
             for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                if heartbeat is not None:
+                    heartbeat.check()
                 sink.add(batch)
                 progress.update(sink.scored_pairs)
-                if lock is not None and time.monotonic() - refreshed > _LOCK_REFRESH_S:
-                    lock.refresh()
-                    refreshed = time.monotonic()
             progress.close()
         sink.finish()
         stages["rerank"] = time.perf_counter() - t

@@ -41,7 +41,9 @@ def init_ray(address: str | None = None) -> None:
         log.info("connecting to Ray cluster at %s", address)
         ray.init(address=address, runtime_env=runtime_env(), log_to_driver=True)
     else:
-        ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False)
+        # address="local": always a fresh local Ray, as documented; plain ray.init() would silently
+        # join any other Ray that happens to run on this machine.
+        ray.init(address="local", include_dashboard=False, log_to_driver=True, configure_logging=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = sys.stderr.isatty()
     ctx.print_on_execution_start = False

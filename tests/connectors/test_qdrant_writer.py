@@ -272,3 +272,38 @@ def test_a_parallel_batch_that_gives_up_raises_at_flush(client):
     writer.write(ids, vecs, pays)
     with pytest.raises(SinkUnreachableError, match="upsert batch 1"):
         writer.flush()
+
+
+def test_acknowledged_points_are_counted_per_tag_from_completed_answers(client):
+    injector = FaultInjector(client, [http_error(503)])  # the first request fails: its points are not acked yet
+    writer = PointWriter(injector, "c", batch_size=4, sleep=lambda s: None, seed=0)
+    ids, vecs, pays = points(10)
+    writer.write(ids[:6], vecs[:6], pays[:6], tags=["a.jsonl"] * 6)
+    writer.write(ids[6:], vecs[6:], pays[6:], tags=["b.jsonl"] * 4)
+    writer.flush()
+    assert writer.take_acknowledged("a.jsonl") == 6 and writer.take_acknowledged("b.jsonl") == 4
+    assert writer.take_acknowledged("a.jsonl") == 0  # handed out once
+    assert writer.stats()["points_written"] == 10 and writer.stats()["retries"] == 1
+    assert client.count("c", exact=True).count == 10
+
+
+def test_an_upsert_answer_that_is_not_completed_is_no_acknowledgement(client):
+    class AcknowledgesNothing:
+        """FAKE answer around a REAL client: the write is applied, but the answer says 'acknowledged'
+        (what Qdrant returns for wait=False), which is not proof that the points are durable."""
+
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def upsert(self, *args, **kwargs):
+            self.real.upsert(*args, **kwargs)
+            return models.UpdateResult(operation_id=0, status=models.UpdateStatus.ACKNOWLEDGED)
+
+    writer = PointWriter(AcknowledgesNothing(client), "c", batch_size=4)
+    ids, vecs, pays = points(4)
+    with pytest.raises(SinkUnreachableError, match="not 'completed'"):
+        writer.write(ids, vecs, pays, tags=["a"] * 4)
+    assert writer.take_acknowledged("a") == 0

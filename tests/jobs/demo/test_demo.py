@@ -18,5 +18,6 @@ def test_demo_runs_offline_end_to_end(ray_session, tmp_path, capsys, monkeypatch
     # The sample's obvious query finds its product through the whole stack.
     block = out.split("query: cast iron pan", 1)[1].split("query: ", 1)[0]
     assert "p0017" in block or "p0029" in block
-    reports = list((tmp_path / "demo" / "runs" / "runs").glob("*/report.json"))
+    reports = list((tmp_path / "demo" / "demo_catalog" / "runs").glob("*/report.json"))
+    assert not list((tmp_path / "demo").rglob("runs/runs")) and not list((tmp_path / "demo").rglob("demo_catalog/demo_catalog"))
     assert len(reports) == 1 and json.loads(reports[0].read_text())["counts"]["docs_upserted"] == 150

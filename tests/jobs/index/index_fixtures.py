@@ -48,9 +48,10 @@ def write_corpus(root: Path, rows: list[dict], n_files: int, formats=("parquet",
     return paths
 
 
-def index_config(tmp: Path, source: str, model: Path, alias: str = "catalog", run_id: str = "r1",
+def index_config(tmp: Path, source: str, model: Path, alias: str = "catalog", run_id: str | None = "r1",
                  mode: str = "full", extra: str = "") -> Path:
-    cfg = tmp / f"index-{alias}-{run_id}.toml"
+    """A config file for `qbatch index`; run_id None leaves the run id to be derived."""
+    cfg = tmp / f"index-{alias}-{run_id or mode}.toml"
     cfg.write_text(f"""
 [source]
 uri = "{source}"
@@ -68,7 +69,7 @@ collection = "{alias}"
 upsert_batch_size = 128
 [run]
 output_uri = "{tmp / 'out'}"
-run_id = "{run_id}"
+{f'run_id = "{run_id}"' if run_id else ""}
 mode = "{mode}"
 progress = false
 {extra}
@@ -110,5 +111,10 @@ def all_points(client, collection: str) -> dict[str, tuple[list[float], dict]]:
             return out
 
 
-def read_report(tmp: Path, run_id: str) -> dict:
-    return json.loads((tmp / "out" / "runs" / run_id / "report.json").read_text())
+def run_dir(tmp: Path, run_id: str, alias: str = "catalog") -> Path:
+    """Where `index_config`'s runs keep their state, progress, dead letters and report."""
+    return tmp / "out" / alias / "runs" / run_id
+
+
+def read_report(tmp: Path, run_id: str, alias: str = "catalog") -> dict:
+    return json.loads((run_dir(tmp, run_id, alias) / "report.json").read_text())

@@ -164,7 +164,7 @@ def test_guard_refuses_other_dim_or_model_before_embedding(ray_session, tmp_path
     assert run_cli(["index", "--config", cfg, "--set", "run.run_id=r3", "--set",
                     f"embed.model='{minilm_checkpoint}'"]) == ExitCode.GATE_FAILED
     assert "model_revision" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "runs" / "r2").exists()  # refused before any work: no run state
+    assert not (tmp_path / "out" / "catalog" / "runs" / "r2").exists()  # refused before any work: no run state
 
 
 @pytest.mark.parametrize("k", [10])

@@ -115,7 +115,7 @@ def test_model_change_needs_full_mode_and_allow_model_change(ray_session, tmp_pa
     for mode in ("incremental", "full"):
         assert run_cli(["index", "--config", cfg, "--set", "embed.dim=32", "--set", f"run.mode={mode}",
                         "--set", f"run.run_id=x{mode}"]) == ExitCode.GATE_FAILED
-        assert not (tmp_path / "out" / "runs" / f"x{mode}").exists()  # refused before any work
+        assert not (tmp_path / "out" / "catalog" / "runs" / f"x{mode}").exists()  # refused before any work
     assert run_cli(["index", "--config", cfg, "--set", "embed.dim=32", "--set", "run.run_id=r2",
                     "--set", "gates.allow_model_change=true"]) == ExitCode.OK
     with qdrant_at(tmp_path / "qdrant") as client:
@@ -225,7 +225,7 @@ def test_crash_with_sigkill_then_resume_gives_exact_counts(tmp_path, tiny_embedd
     write_corpus(tmp_path / "src", rows, n_files=12)
     cfg = index_config(tmp_path, str(tmp_path / "src"), tiny_embedding_checkpoint)
     cfg.write_text(cfg.read_text().replace("batch_size = 64", "batch_size = 10"))
-    files_dir = tmp_path / "out" / "runs" / "r1" / "files"
+    files_dir = tmp_path / "out" / "catalog" / "runs" / "r1" / "files"
     proc = _start(cfg, "r1", {"QBATCH_TEST_EMBED_DELAY_S": "0.4"})
     try:
         _wait_for(lambda: files_dir.exists() and len(list(files_dir.glob("*.done.json"))) >= 3, 400, proc)

@@ -33,7 +33,7 @@ def test_a_lock_held_by_a_live_process_gives_locked_and_is_left_alone(tmp_path, 
     assert not is_transient(code) and code not in RETRIED_BY_SCHEDULERS
     assert "nightly-other" in capsys.readouterr().err
     assert lock.read_bytes() == held  # not taken over, not released
-    assert not (tmp_path / "out" / "runs" / "r1").exists()
+    assert not (tmp_path / "out" / "catalog" / "runs" / "r1").exists()
 
 
 def test_an_unsupported_model_is_a_config_error_not_retried(tmp_path, tiny_embedding_checkpoint, capsys):
