@@ -13,6 +13,7 @@ from qdrant_client import QdrantClient
 from qdrant_client.http import models
 
 from common.errors import ConfigError, GateFailedError
+from connectors.collection_settings import SETTINGS_KEY, quantization_config, requested_settings
 from connectors.qdrant_config import QdrantConfig
 
 # Key under the collection metadata, so other tools can keep their own entries next to ours.
@@ -130,17 +131,6 @@ def _ensure_payload_indexes(client: QdrantClient, cfg: QdrantConfig, name: str) 
             client.create_payload_index(name, field_name=field, field_schema=models.PayloadSchemaType(kind), wait=True)
 
 
-def _quantization(cfg: QdrantConfig) -> models.QuantizationConfig | None:
-    # With vectors on disk, the quantized copy is what searches touch first: keep it in RAM.
-    always_ram = True if cfg.on_disk else None
-    if cfg.quantization == "scalar_int8":
-        return models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
-            type=models.ScalarType.INT8, quantile=0.99, always_ram=always_ram))
-    if cfg.quantization == "binary":
-        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=always_ram))
-    return None
-
-
 def ensure_collection(client: QdrantClient, cfg: QdrantConfig, name: str, spec: CollectionSpec,
                       bulk_load: bool = False) -> bool:
     """Create collection `name` for `spec`, or check that the existing one matches it. True if created.
@@ -157,12 +147,13 @@ def ensure_collection(client: QdrantClient, cfg: QdrantConfig, name: str, spec: 
             name,
             vectors_config=models.VectorParams(size=spec.dim, distance=_DISTANCES[spec.distance], on_disk=cfg.on_disk),
             hnsw_config=models.HnswConfigDiff(m=0 if bulk_load else cfg.hnsw_m, ef_construct=cfg.hnsw_ef_construct),
-            quantization_config=_quantization(cfg),
+            quantization_config=quantization_config(cfg),
             shard_number=cfg.shard_number,
             replication_factor=cfg.replication_factor,
             write_consistency_factor=cfg.write_consistency_factor,
-            # The spec goes in with the create call itself, so no collection ever exists without it.
-            metadata={METADATA_KEY: spec.as_metadata()},
+            # The spec goes in with the create call itself, so no collection ever exists without it; the
+            # settings are recorded because local mode reports defaults (connectors/collection_settings.py).
+            metadata={METADATA_KEY: spec.as_metadata(), SETTINGS_KEY: requested_settings(cfg)},
         )
     except Exception:
         # Another run may have created it between our check and our call: then judge it like any

@@ -146,6 +146,10 @@ def _run_locked(run: IndexRun, args) -> int:
             log.info("alias %s does not exist yet: this %s run builds it in full", run.alias, cfg.run.mode)
         run.collection = previous.collection if previous else (
             _versioned(run) if run.mode == "full" else run.live)
+        if run.mode != "full":  # in place: the live collection takes what settings it can, or the run stops here
+            from connectors.collection_settings import reconcile_settings
+
+            run.report["settings_applied"] = reconcile_settings(run.client, cfg.qdrant, run.collection)
         run.state_store.begin(run.alias, run.mode, fingerprint, run.collection, requested_mode=cfg.run.mode)
         run.progress = FileProgressStore(run.run_root, run.run_id, run.storage)
         from jobs.runtime.actor_pool import plan_pools

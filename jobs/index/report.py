@@ -75,6 +75,8 @@ def build_report(run, wall_s: float) -> dict:
         report["diff"] = {k: v for k, v in plan.summary.as_dict().items() if not k.startswith("points_")}
     if "incremental" in run.report:
         report["incremental"] = run.report["incremental"]
+    if run.report.get("settings_applied"):
+        report["settings_applied"] = run.report["settings_applied"]
     if "undo" in run.report:
         report["undo"] = run.report["undo"]
     if "dropped_collections" in run.report:

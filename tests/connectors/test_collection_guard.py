@@ -121,7 +121,10 @@ def test_create_passes_indexes_hnsw_quantization_and_metadata(client):
     create = next(kw for name, _, kw in spy.calls if name == "create_collection")
     assert create["hnsw_config"].m == 0 and create["hnsw_config"].ef_construct == 200
     assert create["quantization_config"].scalar.type == models.ScalarType.INT8
-    assert create["shard_number"] == 2 and create["metadata"] == {METADATA_KEY: make_spec().as_metadata()}
+    assert create["shard_number"] == 2 and create["metadata"] == {
+        METADATA_KEY: make_spec().as_metadata(),
+        "qbatch_settings": {"hnsw_m": 32, "hnsw_ef_construct": 200, "quantization": "scalar_int8", "on_disk": False,
+                            "write_consistency_factor": 1, "shard_number": 2, "replication_factor": 1}}
     indexes = [(kw["field_name"], kw["field_schema"]) for name, _, kw in spy.calls if name == "create_payload_index"]
     assert indexes == [("lang", models.PayloadSchemaType.KEYWORD), ("year", models.PayloadSchemaType.INTEGER)]
     assert spy.names().index("create_payload_index") > spy.names().index("create_collection")

@@ -215,3 +215,18 @@ def test_the_lock_heartbeat_outlives_a_slow_scan(tmp_path, tiny_embedding_checkp
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
+
+
+def test_in_place_runs_apply_changeable_settings_and_refuse_fixed_ones(ray_session, tmp_path,
+                                                                       tiny_embedding_checkpoint, capsys):
+    write_corpus(tmp_path / "src", catalog_rows(12), n_files=1)
+    cfg = index_config(tmp_path, str(tmp_path / "src"), tiny_embedding_checkpoint, run_id="build")
+    assert run_cli(["index", "--config", cfg]) == ExitCode.OK
+    nightly = ["index", "--config", cfg, "--set", "run.mode=incremental"]
+    assert run_cli([*nightly, "--set", "run.run_id=n1", "--set", "qdrant.hnsw_m=24"]) == ExitCode.OK
+    assert read_report(tmp_path, "n1")["settings_applied"] == ["qdrant.hnsw_m: 16 -> 24"]
+    capsys.readouterr()
+    assert run_cli([*nightly, "--set", "run.run_id=n2", "--set", "qdrant.hnsw_m=24",
+                    "--set", "qdrant.shard_number=2"]) == ExitCode.CONFIG_ERROR
+    assert "shard_number" in capsys.readouterr().err
+    assert not (run_dir(tmp_path, "n2") / "state.json").exists()  # refused before the run began
