@@ -230,3 +230,24 @@ def test_in_place_runs_apply_changeable_settings_and_refuse_fixed_ones(ray_sessi
                     "--set", "qdrant.shard_number=2"]) == ExitCode.CONFIG_ERROR
     assert "shard_number" in capsys.readouterr().err
     assert not (run_dir(tmp_path, "n2") / "state.json").exists()  # refused before the run began
+
+
+def test_an_upgraded_deployment_reads_its_manifest_from_the_legacy_output_uri(ray_session, tmp_path,
+                                                                                tiny_embedding_checkpoint):
+    from connectors.manifest_store import ManifestReader, read_current
+
+    rows = catalog_rows(16)
+    write_corpus(tmp_path / "src", rows, n_files=1)
+    cfg = index_config(tmp_path, str(tmp_path / "src"), tiny_embedding_checkpoint, run_id="old-layout")
+    legacy, new = tmp_path / "runs" / "catalog", tmp_path / "qbatch"  # the shipped configs' old and new roots
+    assert run_cli(["index", "--config", cfg, "--set", f"run.output_uri='{legacy}'"]) == ExitCode.OK
+    rows[0]["description"] += " Now in stock."
+    write_corpus(tmp_path / "src", rows, n_files=1)
+    assert run_cli(["index", "--config", cfg, "--set", f"run.output_uri='{new}'", "--set",
+                    f"run.legacy_output_uri='{legacy}'", "--set", "run.mode=incremental",
+                    "--set", "run.run_id=first-after-upgrade"]) == ExitCode.OK
+    report = json.loads((new / "catalog" / "runs" / "first-after-upgrade" / "report.json").read_text())
+    assert report["mode"] == "incremental" and report["diff"]["changed"] == 1  # diffed against the old manifest
+    assert read_current(str(new), "catalog") == "catalog__old-layout@first-after-upgrade"
+    assert ManifestReader(str(new), "catalog", "catalog__old-layout@first-after-upgrade").summary()["docs"] == 16
+    assert read_current(str(legacy), "catalog") == "catalog__old-layout"  # the legacy copy is left as it was
