@@ -23,8 +23,9 @@ from connectors.source_config import SourceConfig
 
 FileFormat = Literal["parquet", "jsonl", "csv"]
 
-# Compression suffixes pyarrow's input streams decompress on the fly ("detect" mode).
-_COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst")
+# Compression suffixes pyarrow's input streams decompress on the fly ("detect" mode), and their codecs.
+_CODEC_BY_SUFFIX = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+_COMPRESSED_SUFFIXES = tuple(_CODEC_BY_SUFFIX)
 _FORMAT_BY_SUFFIX: dict[str, FileFormat] = {
     ".parquet": "parquet", ".pq": "parquet",
     ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
@@ -54,6 +55,11 @@ def format_from_name(name: str) -> FileFormat | None:
             # Parquet compresses its pages itself; a gzipped Parquet file cannot be read by row group.
             return None if compressed and fmt == "parquet" else fmt
     return None
+
+
+def compression_from_name(name: str) -> str | None:
+    """The pyarrow codec a file name implies (`gzip` for `.jsonl.gz`), or None for a plain file."""
+    return next((codec for suffix, codec in _CODEC_BY_SUFFIX.items() if name.lower().endswith(suffix)), None)
 
 
 @lru_cache(maxsize=64)

@@ -1,12 +1,14 @@
 """The run report: what one job run read, rejected, embedded and wrote, and how long each stage took,
 as report.json (for machines), report.md (for people) and report.png (a glance), under
-{output_uri}/runs/{run_id}/ on local disk or object storage. Secrets never reach any of the three."""
+{output_uri}/runs/{run_id}/ on local disk or object storage. Secrets never reach any of the three.
+Without matplotlib the PNG is skipped with one warning; the JSON and Markdown are the record."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
 import json
+import logging
 import re
 from pathlib import PurePath
 from typing import Any
@@ -15,6 +17,8 @@ from pydantic import BaseModel, SecretStr
 
 from connectors.object_store import join_uri, write_bytes
 from connectors.source_config import ObjectStoreOptions
+
+log = logging.getLogger("qbatch.report")
 
 REDACTED = "<redacted>"
 # "token" only as a whole last word: `tokens`, `tokens_per_s` and `padding_tokens` are metrics, not secrets.
@@ -159,11 +163,14 @@ def render_markdown(report: dict[str, Any], run_id: str) -> str:
     return "\n".join(lines)
 
 
-def render_png(report: dict[str, Any]) -> bytes:
-    """Stage wall-time bars and, when present, rows done over time, as PNG bytes."""
+def render_png(report: dict[str, Any]) -> bytes | None:
+    """Stage wall-time bars and, when present, rows done over time, as PNG bytes; None without matplotlib."""
     # Figure + Agg canvas, not pyplot: no global state, no display backend, safe in worker threads.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
 
     stages = stage_seconds(report)
     ts, rows = throughput_series(report)
@@ -191,7 +198,8 @@ def render_png(report: dict[str, Any]) -> bytes:
 
 def write_run_report(output_uri: str, run_id: str, report: dict[str, Any],
                      storage: ObjectStoreOptions | None = None, secrets: list[str] | None = None) -> dict[str, str]:
-    """Write report.json, report.md and report.png under {output_uri}/runs/{run_id}/; returns their URIs."""
+    """Write report.json, report.md and report.png under {output_uri}/runs/{run_id}/; returns the URIs
+    written (no "png" when matplotlib is missing)."""
     if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
         raise ValueError(f"run_id {run_id!r} must be a single path segment")
     # To plain JSON first, so objects that only become strings on the way out are redacted too.
@@ -203,5 +211,11 @@ def write_run_report(output_uri: str, run_id: str, report: dict[str, Any],
     text = json.dumps(clean, indent=2, sort_keys=True, ensure_ascii=False)
     write_bytes(uris["json"], text.encode("utf-8"), storage)
     write_bytes(uris["md"], render_markdown(clean, run_id).encode("utf-8"), storage)
-    write_bytes(uris["png"], render_png(clean), storage)
+    png = render_png(clean)
+    if png is None:
+        log.warning("report.png skipped: matplotlib is not installed (pip install matplotlib); "
+                    "report.json and report.md are complete")
+        del uris["png"]
+    else:
+        write_bytes(uris["png"], png, storage)
     return uris

@@ -50,6 +50,8 @@ def resolve_dtype(dtype: "str | torch.dtype | None", device: "torch.device") -> 
 def flash_attn_available() -> bool:
     try:
         import flash_attn  # noqa: F401
+    except ImportError:  # the optional `gpu` extra is not installed
+        return False
     except Exception:  # a broken CUDA build raises more than ImportError
         return False
     return True

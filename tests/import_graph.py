@@ -1,11 +1,13 @@
 """The project's import graph, read from source with `ast` (nothing is imported): every `import` and
 `from ... import` anywhere in a module, inside functions too, and every string constant that names a
 project module (`cli.COMMANDS`, `importlib.import_module("jobs.index.command")`). Used by the layout
-tests to find import cycles and imports that cross the layers the wrong way."""
+tests to find import cycles and imports that cross the layers the wrong way, and by the runtime
+dependency test to find the third-party modules a command can import."""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 PACKAGES = ("jobs", "pipeline", "connectors", "common", "tests")
@@ -120,4 +122,91 @@ def layer_violations(graph: dict[str, set[str]], rules: dict[str, tuple[str, ...
     for module, targets in sorted(graph.items()):
         forbidden = rules.get(module.split(".")[0], ())
         out += [f"{module} -> {t}" for t in sorted(targets) if t.split(".")[0] in forbidden]
+    return out
+
+
+def reachable(graph: dict[str, set[str]], roots: list[str]) -> set[str]:
+    """Every module that importing `roots` can execute: their imports, transitively, and the
+    `__init__` of every package on the way (importing `a.b.c` runs `a` and `a.b` first)."""
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        module = todo.pop()
+        if module in seen or module not in graph:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        todo += sorted(graph[module])
+    return seen
+
+
+# Only a handler that names a failed import marks it optional: `except Exception` around a parser
+# is error wrapping, not a feature that degrades.
+_IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError"}
+
+
+def _guards_imports(handlers: list[ast.ExceptHandler]) -> bool:
+    for handler in handlers:
+        names = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+        if any(isinstance(n, ast.Name) and n.id in _IMPORT_ERRORS for n in names):
+            return True
+    return False
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+class _ThirdPartyImports(ast.NodeVisitor):
+    """Top-level third-party names imported at run time, each with whether it is required (not guarded)."""
+
+    def __init__(self, project: tuple[str, ...]):
+        self.project = project
+        self.found: dict[str, bool] = {}  # name -> required
+        self._guarded = 0
+
+    def _add(self, name: str) -> None:
+        top = name.split(".")[0]
+        if top in self.project or top in sys.stdlib_module_names:
+            return
+        self.found[top] = self.found.get(top, False) or not self._guarded
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._add(alias.name)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if not node.level and node.module:
+            self._add(node.module)
+
+    def visit_If(self, node: ast.If) -> None:
+        if _is_type_checking(node.test):  # only for type checkers; never runs
+            for child in node.orelse:
+                self.visit(child)
+            return
+        self.generic_visit(node)
+
+    def visit_Try(self, node: ast.Try) -> None:
+        guarded = _guards_imports(node.handlers)
+        self._guarded += guarded
+        for child in node.body:
+            self.visit(child)
+        self._guarded -= guarded
+        for child in [*node.handlers, *node.orelse, *node.finalbody]:
+            self.visit(child)
+
+    visit_TryStar = visit_Try
+
+
+def third_party_imports(root: Path, packages: tuple[str, ...] = PACKAGES) -> dict[str, dict[str, bool]]:
+    """module -> {top-level third-party module it imports: required}. An import inside a `try:` with
+    a handler naming ImportError or ModuleNotFoundError is optional (required = False); imports under
+    `if TYPE_CHECKING:` are left out; the standard library and the project's packages never count."""
+    out: dict[str, dict[str, bool]] = {}
+    for module, path in module_files(root, packages).items():
+        visitor = _ThirdPartyImports(PACKAGES + packages)
+        visitor.visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+        out[module] = visitor.found
     return out

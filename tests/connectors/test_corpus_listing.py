@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.errors import SourceError
-from connectors.corpus_listing import format_from_name, glob_to_regex, list_corpus_files
+from connectors.corpus_listing import compression_from_name, format_from_name, glob_to_regex, list_corpus_files
 from connectors.source_config import SourceConfig
 
 
@@ -64,6 +64,11 @@ def test_glob_rules(pattern, path, matches):
 ])
 def test_format_from_name(name, fmt):
     assert format_from_name(name) == fmt
+
+
+def test_compression_from_name():
+    names = ["a.jsonl", "a.JSONL.GZ", "b.csv.bz2", "c.ndjson.zst", "d.parquet"]
+    assert [compression_from_name(n) for n in names] == [None, "gzip", "bz2", "zstd", None]
 
 
 def test_explicit_format_reads_unknown_extensions(tmp_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +91,17 @@ def test_sparse_and_odd_reports_still_render(tmp_path):
 def test_run_id_must_be_one_path_segment(tmp_path, run_id):
     with pytest.raises(ValueError, match="single path segment"):
         write_run_report(str(tmp_path), run_id, {})
+
+
+def test_without_matplotlib_the_png_is_skipped_with_one_warning(tmp_path, monkeypatch, caplog):
+    # None in sys.modules makes `import matplotlib...` raise ImportError, as on a host without it.
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    with caplog.at_level(logging.WARNING, logger="qbatch.report"):
+        uris = write_run_report(str(tmp_path), "r1", REPORT, secrets=[FAKE_KEY])
+    run_dir = tmp_path / "runs" / "r1"
+    assert sorted(uris) == ["json", "md"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["report.json", "report.md"]
+    assert json.loads((run_dir / "report.json").read_text())["counts"] == REPORT["counts"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "report.png skipped: matplotlib is not installed" in warnings[0]
