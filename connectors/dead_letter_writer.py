@@ -1,5 +1,5 @@
 """The dead-letter table of a run: every rejected row, why, and where it came from, as Parquet parts
-under `{output_uri}/runs/{run_id}/dead_letter/part-00000.parquet`, on local disk or an object store.
+under `{root}/runs/{run_id}/dead_letter/part-00000.parquet` (the index job's root is `{output_uri}/{alias}`), on local disk or an object store.
 
 Object stores cannot append, so rows are buffered and each part is written whole once it holds
 `rows_per_part` rows or `bytes_per_part` bytes, and at close(). Used on the driver only.

@@ -1,6 +1,6 @@
 """Per-input-file completion markers, so a rerun of a crashed run skips the files it already finished.
 
-Layout under `{output_uri}/runs/{run_id}/files/`, one key per input file (sha256[:16] of its URI):
+Layout under `{root}/runs/{run_id}/files/` (the index job's root is `{output_uri}/{alias}`), one key per input file (sha256[:16] of its URI):
 
     {key}.manifest.parquet     the file's manifest rows (MANIFEST_SCHEMA)
     {key}.dead_letter.parquet  its rejected rows, only when there were any

@@ -1,6 +1,6 @@
 """The run report: what one job run read, rejected, embedded and wrote, and how long each stage took,
 as report.json (for machines), report.md (for people) and report.png (a glance), under
-{output_uri}/runs/{run_id}/ on local disk or object storage. Secrets never reach any of the three.
+{root}/runs/{run_id}/ (the index job's root is {output_uri}/{alias}) on local disk or object storage. Secrets never reach any of the three.
 Without matplotlib the PNG is skipped with one warning; the JSON and Markdown are the record."""
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def render_png(report: dict[str, Any]) -> bytes | None:
 
 def write_run_report(output_uri: str, run_id: str, report: dict[str, Any],
                      storage: ObjectStoreOptions | None = None, secrets: list[str] | None = None) -> dict[str, str]:
-    """Write report.json, report.md and report.png under {output_uri}/runs/{run_id}/; returns the URIs
+    """Write report.json, report.md and report.png under {root}/runs/{run_id}/; returns the URIs
     written (no "png" when matplotlib is missing)."""
     if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
         raise ValueError(f"run_id {run_id!r} must be a single path segment")
