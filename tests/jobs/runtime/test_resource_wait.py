@@ -13,7 +13,7 @@ from tests.jobs.index.index_fixtures import catalog_rows, index_config, qdrant_a
 from tests.jobs.runtime.ray_cluster_driver import run_on_cluster
 
 
-def _live_probes(ray) -> list:
+def _live_probes() -> list:
     from ray.util import placement_group_table
 
     return [pg for pg in placement_group_table().values() if pg["state"] != "REMOVED"]
@@ -22,7 +22,7 @@ def _live_probes(ray) -> list:
 def test_resources_that_are_there_pass_and_leave_no_probe_behind(ray_session):
     waited = wait_for_resources("embed.resources_wait_s", {"CPU": 1.0, "GPU": 0.0}, 2, 60, what="embed actors")
     assert 0 <= waited < 60
-    assert _live_probes(ray_session) == []
+    assert _live_probes() == []
 
 
 def test_a_gpu_that_never_arrives_is_a_transient_error_naming_the_field(ray_session):
@@ -33,7 +33,7 @@ def test_a_gpu_that_never_arrives_is_a_transient_error_naming_the_field(ray_sess
     assert "CPU" not in message.split("the cluster has")[1]  # the session's 2 CPUs are enough: not missing
     code = exit_code_for(e.value)
     assert code == ExitCode.RESOURCES_UNAVAILABLE == 8 and is_transient(code)
-    assert _live_probes(ray_session) == []
+    assert _live_probes() == []
 
 
 def test_an_index_run_without_its_gpus_exits_8_before_writing(tmp_path, tiny_embedding_checkpoint):
