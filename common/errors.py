@@ -20,6 +20,11 @@ class SinkUnreachableError(QBatchError):
     """The vector store (or another sink) cannot be reached. Transient: a retry may succeed."""
 
 
+class ResourcesUnavailableError(QBatchError):
+    """The cluster could not place the actors a job needs (GPUs, CPUs) within the configured wait.
+    Transient: the autoscaler or a later run may find them."""
+
+
 class GateFailedError(QBatchError):
     """A validation gate or the collection guard refused the run; the live index is untouched."""
 

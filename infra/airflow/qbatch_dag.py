@@ -5,8 +5,9 @@ runs on the Ray head, in the qbatch image, so an Airflow worker restart does not
 waits for the driver's exit code and maps it to Airflow's retry semantics:
 
 - 0 succeeds.
-- 1 (internal error) and 4 (sink unreachable) are transient. The task raises AirflowException, and
-  Airflow retries it up to `retries` times.
+- 1 (internal error), 4 (sink unreachable) and 8 (resources unavailable: no GPU node arrived within
+  resources_wait_s) are transient. The task raises AirflowException, and Airflow retries it up to
+  `retries` times.
 - 2 config, 3 source, 5 gate, 6 reject ratio, 7 locked, and any other code, are permanent. The task
   raises AirflowFailException, which Airflow never retries. A failed gate therefore fails the index
   task once, and the rerank task ends `upstream_failed` without running.
@@ -31,7 +32,7 @@ POLL_S = 30.0
 
 # jobs/runtime/exit_codes.py TRANSIENT, repeated because Airflow workers do not install qbatch;
 # tests/infra checks that the two agree.
-TRANSIENT_EXIT_CODES = frozenset({1, 4})
+TRANSIENT_EXIT_CODES = frozenset({1, 4, 8})
 
 # The day whose query log the rerank reads: the start of this run's data interval.
 LOG_DAY = "{{ data_interval_start.strftime('%Y-%m-%d') }}"

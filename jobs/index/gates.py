@@ -26,18 +26,15 @@ def load_golden(cfg: IndexConfig) -> dict[str, list[str]] | None:
 
 
 def embed_queries_remote(cfg: IndexConfig, queries: list[str], dim: int, instruction: str | None):
-    """Embed golden queries in a Ray task with the embed actors' resources (the driver may have no GPU)."""
-    import ray
+    """Embed golden queries in a Ray actor with the embed actors' GPUs (the driver may have none),
+    waiting for them at most `embed.resources_wait_s`."""
+    from jobs.runtime.query_embedder import RemoteQueryEmbedder
 
-    @ray.remote(num_cpus=1, num_gpus=cfg.embed.num_gpus or 0)
-    def _embed(model, max_length, device, dtype, texts, dim, instruction):
-        from pipeline.embedder import Embedder
-
-        emb = Embedder.from_pretrained(model, dim=dim, max_length=max_length, device=device, dtype=dtype)
-        return emb.embed_queries(texts, instruction=instruction)
-
-    return ray.get(_embed.remote(cfg.embed.model, cfg.embed.max_length, cfg.embed.device, cfg.embed.dtype,
-                                 queries, dim, instruction))
+    kwargs = {"name_or_path": cfg.embed.model, "dim": dim, "max_length": cfg.embed.max_length,
+              "device": cfg.embed.device, "dtype": cfg.embed.dtype}
+    with RemoteQueryEmbedder.start(kwargs, cfg.embed.num_gpus, "embed.resources_wait_s",
+                                   cfg.embed.resources_wait_s) as embedder:
+        return embedder.embed_queries(queries, instruction=instruction)
 
 
 def golden_recall_of(client, collection: str, golden: dict[str, list[str]], vectors, k: int,

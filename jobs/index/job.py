@@ -152,13 +152,11 @@ def _run_locked(run: IndexRun, args) -> int:
             run.report["settings_applied"] = reconcile_settings(run.client, cfg.qdrant, run.collection)
         run.state_store.begin(run.alias, run.mode, fingerprint, run.collection, requested_mode=cfg.run.mode)
         run.progress = FileProgressStore(run.run_root, run.run_id, run.storage)
-        from jobs.runtime.actor_pool import plan_pools
+        from jobs.runtime.actor_pool import plan_and_wait
         from jobs.runtime.ray_start import init_ray
 
         init_ray(getattr(args, "ray_address", None))
-        import ray
-
-        run.pools = plan_pools("embed", cfg.embed, ray.available_resources(), cpu_stages=True)
+        run.pools = plan_and_wait("embed", cfg.embed, cpu_stages=True)  # may wait for the GPUs to arrive
         log.info("pools: %s", run.pools.describe())
         error: BaseException | None = None
         from connectors.dead_letter_writer import DeadLetterWriter

@@ -64,6 +64,9 @@ class CandidatesConfig(BaseModel):
         None, description="retrieval: local path of the collection's embedding model when its recorded name is "
                           "not loadable; its digest must match the recorded model_revision")
     embed_device: str | None = Field(None, description="retrieval: device for the query embedder; none = cuda if available")
+    embed_num_gpus: float | None = Field(
+        None, ge=0, description="retrieval: GPUs of the query-embedding Ray actor; none = reranker.num_gpus "
+                                "(it waits for them up to reranker.resources_wait_s)")
     spill_buckets: int | None = Field(
         None, ge=1, le=4096, description="query_id hash buckets the log is partitioned into on local disk; "
                                          "none = one per 64 MiB of log files")

@@ -95,18 +95,23 @@ def _run_with_client(cfg: RerankConfig, args, files, client, redactor, run_date,
     retriever = None
     if cfg.candidates.retrieve_top_k > 0:
         from jobs.rerank.retrieval import Retriever
+        from jobs.runtime.ray_start import init_ray
 
-        retriever = Retriever.load(client, cfg.qdrant.collection, cfg.candidates.retrieve_top_k,
-                                   cfg.candidates.embed_model, cfg.candidates.embed_device)
+        init_ray(getattr(args, "ray_address", None))  # the query embedder is a Ray actor
+        retriever = Retriever.load(client, cfg)
     from connectors.lock_heartbeat import LockHeartbeat
     from connectors.run_lock import RunLock
     from jobs.rerank.scoring import score_and_write
 
-    # One run per output partition at a time: two would clear each other's staged parts.
-    with RunLock(cfg.output.uri, f"_locks/run_date={run_date.isoformat()}", run_id,
-                 cfg.output.storage or cfg.queries.storage) as lock, LockHeartbeat(lock) as heartbeat:
-        report = score_and_write(cfg, args, files, client, retriever, redactor, run_date, run_id, secrets, started,
-                                 lock)
+    try:
+        # One run per output partition at a time: two would clear each other's staged parts.
+        with RunLock(cfg.output.uri, f"_locks/run_date={run_date.isoformat()}", run_id,
+                     cfg.output.storage or cfg.queries.storage) as lock, LockHeartbeat(lock) as heartbeat:
+            report = score_and_write(cfg, args, files, client, retriever, redactor, run_date, run_id, secrets,
+                                     started, heartbeat)
+    finally:
+        if retriever is not None:
+            retriever.close()
     if getattr(args, "metrics_pushgateway", None):
         from jobs.runtime.metrics_push import push_run_metrics
 

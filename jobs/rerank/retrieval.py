@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.errors import ConfigError, GateFailedError
 from pipeline.query_log import Candidate, QueryGroup
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jobs.rerank.config import RerankConfig
 
 log = logging.getLogger("qbatch.rerank")
 _EMBED_BATCH = 64
@@ -37,22 +40,34 @@ class Retriever:
     k: int
 
     @classmethod
-    def load(cls, client, collection: str, k: int, embed_model: str | None, device: str | None) -> "Retriever":
-        from pipeline.embedder import Embedder
+    def load(cls, client, cfg: "RerankConfig") -> "Retriever":
+        """Start the query embedder the collection's spec asks for (a Ray actor on the reranker's GPUs
+        unless `candidates.embed_num_gpus` says otherwise); `close()` gives it back."""
+        from jobs.runtime.query_embedder import RemoteQueryEmbedder
 
+        collection, cand = cfg.qdrant.collection, cfg.candidates
         spec = recorded_spec(client, collection)
-        path = embed_model or spec.get("model")
+        path = cand.embed_model or spec.get("model")
+        kwargs = {"name_or_path": path, "dim": spec.get("dim"), "max_length": int(spec.get("max_length") or 8192),
+                  "device": cand.embed_device}
+        num_gpus = cfg.reranker.num_gpus if cand.embed_num_gpus is None else cand.embed_num_gpus
         try:
-            embedder = Embedder.from_pretrained(path, dim=spec.get("dim"), max_length=int(spec.get("max_length") or 8192),
-                                                device=device)
+            embedder = RemoteQueryEmbedder.start(kwargs, num_gpus, "reranker.resources_wait_s",
+                                                 cfg.reranker.resources_wait_s)
+        except TimeoutError:  # an OSError too, but a slow cluster is no config error
+            raise
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot load the embedding model {path!r} recorded for {collection!r} ({e}); "
                               "set candidates.embed_model to a local copy of it") from None
         if embedder.model_fingerprint["sha"] != spec.get("model_revision"):
+            embedder.close()
             raise GateFailedError(f"{path} has digest {embedder.model_fingerprint['sha']}, but {collection!r} was built "
                                   f"with {spec.get('model')} ({spec.get('model_revision')}): its vectors would not match")
         instruction = (spec.get("instructions") or {}).get("query")
-        return cls(client, collection, embedder, instruction, k)
+        return cls(client, collection, embedder, instruction, cand.retrieve_top_k)
+
+    def close(self) -> None:
+        self.embedder.close()
 
     def fill(self, groups: list[QueryGroup]) -> int:
         """Give every group without candidates the alias's top k documents; returns candidates added."""

@@ -30,7 +30,7 @@ def score_and_write(cfg, args, files, client, retriever, redactor, run_date, run
 
     from connectors.rerank_table import RerankTableWriter
     from jobs.runtime.progress_line import ProgressLine
-    from jobs.runtime.actor_pool import plan_pools
+    from jobs.runtime.actor_pool import plan_and_wait
     from jobs.runtime.ray_start import init_ray
     from jobs.rerank.inputs import RerankInputs
     from jobs.rerank.report import write_metrics, write_report
@@ -50,9 +50,11 @@ def score_and_write(cfg, args, files, client, retriever, redactor, run_date, run
         t = time.perf_counter()
         inputs.read_log(dead_letter)
         inputs.prepare(retriever, dead_letter)
+        if retriever is not None:
+            retriever.close()  # its actor's GPU goes to the reranker pool
         stages["read_and_group"] = time.perf_counter() - t
         init_ray(getattr(args, "ray_address", None))
-        pool = plan_pools("reranker", cfg.reranker, ray.available_resources())
+        pool = plan_and_wait("reranker", cfg.reranker)
         log.info("pool: %s", pool.describe())
         t = time.perf_counter()
         refs = [ray.put(groups_to_table(groups)) for groups in inputs.iter_groups(dead_letter) if groups]

@@ -1,6 +1,10 @@
-"""What the embedding and reranker actor pools share: their config fields and how they are sized
-from the cluster's resources. An actor pool that reserves every CPU starves the read and prep
-stages (on 2 CPUs two 1-CPU actors stalled a whole job), so sizing always leaves CPU for them."""
+"""What the embedding and reranker actor pools share: their config fields and how they are sized.
+
+A GPU pool asks Ray for `concurrency = [min, max]` exactly as configured and lets the autoscaler bring
+the GPU nodes: a resource snapshot taken at start must not cap it (on a cold cluster with an
+autoscaled GPU group it would see no GPU at all). A CPU pool is sized from the CPUs present, because
+an actor pool that reserves every CPU starves the read and prep stages (on 2 CPUs two 1-CPU actors
+stalled a whole job); sizing always leaves CPU for them."""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from common.errors import ConfigError
 
 
 class ModelActorPoolConfig(BaseModel):
@@ -26,6 +29,9 @@ class ModelActorPoolConfig(BaseModel):
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor")
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per actor")
     torch_threads: int | None = Field(None, ge=1, description="CPU only: torch threads per actor; none = cores / actors")
+    resources_wait_s: float = Field(
+        900.0, ge=0, description="before the first row, wait this long for the cluster (and its autoscaler) to "
+                                 "place the pool's minimum actors; then exit 8 (resources unavailable, retried)")
 
     @field_validator("concurrency", mode="before")
     @classmethod
@@ -62,6 +68,10 @@ class PoolPlan:
     prep_num_cpus: float = 0.0
     read_num_cpus: float = 0.0
 
+    def actor_bundle(self) -> dict[str, float]:
+        """What one actor of the pool reserves, as a Ray resource bundle."""
+        return {"CPU": self.num_cpus, **({"GPU": self.num_gpus} if self.num_gpus else {})}
+
     def describe(self) -> str:
         text = (f"{self.stage} actors {self.concurrency} x ({self.num_cpus} CPU, {self.num_gpus} GPU"
                 f"{f', {self.torch_threads} torch threads' if self.torch_threads else ''})")
@@ -73,25 +83,39 @@ class PoolPlan:
 
 def plan_pools(section: str, pool: ModelActorPoolConfig, resources: dict[str, float],
                cpu_stages: bool = False) -> PoolPlan:
-    """Fit `pool` into `ray.available_resources()`, keeping at least one CPU (a quarter on big nodes)
-    for the other stages; `cpu_stages` also sizes the prep actors and read tasks in what is left.
-    `section` names the config section in errors."""
+    """Size `pool` for a snapshot of `ray.available_resources()`. A GPU pool keeps its configured
+    concurrency and CPUs (the snapshot only sizes the CPU stages beside it); a CPU pool fits into the
+    CPUs present, keeping at least one (a quarter on big nodes) for the other stages. `cpu_stages`
+    also sizes the prep actors and read tasks in what is left. `section` names the config section."""
     cpus = float(resources.get("CPU", 1.0))
-    gpus = float(resources.get("GPU", 0.0))
-    lo, hi = pool.concurrency
     if pool.num_gpus > 0:
-        fit = int(gpus // pool.num_gpus) if gpus else 0
-        if fit < 1:
-            raise ConfigError(f"{section}.num_gpus={pool.num_gpus} but the cluster has {gpus:g} GPUs")
-        hi = min(hi, fit)
-    spare = max(1.0, cpus * 0.25) if cpus >= 2 else cpus * 0.5
-    actor_cpus = min(pool.num_cpus, max(0.5, cpus - spare))
-    hi = max(1, min(hi, int((cpus - spare) // actor_cpus) if cpus - spare >= actor_cpus else 1))
-    threads = None if pool.num_gpus > 0 else (pool.torch_threads or max(1, math.floor(cpus / hi)))
-    left = max(0.5, cpus - hi * actor_cpus)
-    plan = PoolPlan(section, (min(lo, hi), hi), actor_cpus, pool.num_gpus, threads, left)
+        # GPU actors that could start on what is here now: only they take CPUs from the other stages.
+        here = min(pool.concurrency[1], int(float(resources.get("GPU", 0.0)) // pool.num_gpus))
+        plan = PoolPlan(section, pool.concurrency, pool.num_cpus, pool.num_gpus, None,
+                        max(0.5, cpus - here * pool.num_cpus))
+    else:
+        lo, hi = pool.concurrency
+        spare = max(1.0, cpus * 0.25) if cpus >= 2 else cpus * 0.5
+        actor_cpus = min(pool.num_cpus, max(0.5, cpus - spare))
+        hi = max(1, min(hi, int((cpus - spare) // actor_cpus) if cpus - spare >= actor_cpus else 1))
+        threads = pool.torch_threads or max(1, math.floor(cpus / hi))
+        plan = PoolPlan(section, (min(lo, hi), hi), actor_cpus, 0.0, threads, max(0.5, cpus - hi * actor_cpus))
     if not cpu_stages:
         return plan
+    left = plan.cpus_left
     prep_actors = max(1, min(int(left // 1), 16))
     return dataclasses.replace(plan, prep_concurrency=prep_actors, prep_num_cpus=min(0.5, left / prep_actors),
                                read_num_cpus=min(0.25, left / 4))
+
+
+def plan_and_wait(section: str, pool: ModelActorPoolConfig, cpu_stages: bool = False) -> PoolPlan:
+    """Plan `pool` on the connected Ray cluster, then wait (up to `{section}.resources_wait_s`) until
+    the cluster can place its minimum actors; raises ResourcesUnavailableError when it cannot."""
+    import ray
+
+    from jobs.runtime.resource_wait import wait_for_resources
+
+    plan = plan_pools(section, pool, ray.available_resources(), cpu_stages=cpu_stages)
+    wait_for_resources(f"{section}.resources_wait_s", plan.actor_bundle(), plan.concurrency[0], pool.resources_wait_s,
+                       what=f"{section} actors")
+    return plan

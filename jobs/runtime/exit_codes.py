@@ -11,6 +11,7 @@ from common.errors import (
     LockHeldError,
     QBatchError,
     RejectRatioExceededError,
+    ResourcesUnavailableError,
     SinkUnreachableError,
     SourceError,
 )
@@ -25,9 +26,10 @@ class ExitCode(enum.IntEnum):
     GATE_FAILED = 5  # validation gate or collection guard refused the run
     REJECT_RATIO_EXCEEDED = 6
     LOCKED = 7  # another run holds the lock
+    RESOURCES_UNAVAILABLE = 8  # the cluster could not place the job's actors within resources_wait_s
 
 
-TRANSIENT = frozenset({ExitCode.SINK_UNREACHABLE, ExitCode.INTERNAL_ERROR})
+TRANSIENT = frozenset({ExitCode.SINK_UNREACHABLE, ExitCode.INTERNAL_ERROR, ExitCode.RESOURCES_UNAVAILABLE})
 
 _BY_ERROR: list[tuple[type[BaseException], ExitCode]] = [
     (ConfigError, ExitCode.CONFIG_ERROR),
@@ -36,6 +38,7 @@ _BY_ERROR: list[tuple[type[BaseException], ExitCode]] = [
     (GateFailedError, ExitCode.GATE_FAILED),
     (RejectRatioExceededError, ExitCode.REJECT_RATIO_EXCEEDED),
     (LockHeldError, ExitCode.LOCKED),
+    (ResourcesUnavailableError, ExitCode.RESOURCES_UNAVAILABLE),
 ]
 
 

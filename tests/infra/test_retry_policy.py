@@ -32,6 +32,10 @@ def run_wrapper(tmp_path, codes: list[int], attempts: int = 3):
     return out.returncode, len((tmp_path / "calls").read_text().splitlines())
 
 
+def test_resources_unavailable_is_among_the_retried_codes():
+    assert ExitCode.RESOURCES_UNAVAILABLE in TRANSIENT  # a GPU that arrives late is worth another try
+
+
 @pytest.mark.parametrize("code", sorted(int(c) for c in TRANSIENT))
 def test_wrapper_retries_a_transient_code_until_success(tmp_path, code):
     assert run_wrapper(tmp_path, [code, code, 0]) == (0, 3)
@@ -42,8 +46,9 @@ def test_wrapper_never_retries_a_permanent_code(tmp_path, code):
     assert run_wrapper(tmp_path, [code, 0]) == (code, 1)
 
 
-def test_wrapper_gives_up_after_its_attempts_with_the_last_code(tmp_path):
-    assert run_wrapper(tmp_path, [4, 1, 4, 0], attempts=3) == (4, 3)
+@pytest.mark.parametrize("codes", [[4, 1, 4, 0], [8, 8, 8, 0]])
+def test_wrapper_gives_up_after_its_attempts_with_the_last_code(tmp_path, codes):
+    assert run_wrapper(tmp_path, codes, attempts=3) == (codes[2], 3)
 
 
 def test_dag_imports_without_airflow_and_exposes_its_tasks():

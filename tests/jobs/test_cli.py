@@ -10,7 +10,7 @@ import pytest
 
 from jobs import cli
 from jobs.runtime.exit_codes import TRANSIENT, ExitCode, exit_code_for, is_transient
-from common.errors import ConfigError, LockHeldError, SinkUnreachableError
+from common.errors import ConfigError, LockHeldError, ResourcesUnavailableError, SinkUnreachableError
 
 
 def _run_py(code: str) -> subprocess.CompletedProcess:
@@ -35,12 +35,13 @@ def test_help_imports_no_heavy_modules():
 
 def test_exit_codes_are_distinct_and_transient_set_is_small():
     values = [c.value for c in ExitCode]
-    assert len(values) == len(set(values)) == 8
-    assert TRANSIENT == {ExitCode.SINK_UNREACHABLE, ExitCode.INTERNAL_ERROR}
+    assert len(values) == len(set(values)) == 9
+    assert TRANSIENT == {ExitCode.SINK_UNREACHABLE, ExitCode.INTERNAL_ERROR, ExitCode.RESOURCES_UNAVAILABLE}
     assert not is_transient(ExitCode.CONFIG_ERROR) and not is_transient(ExitCode.GATE_FAILED)
     assert exit_code_for(ConfigError("x")) == ExitCode.CONFIG_ERROR
     assert exit_code_for(LockHeldError("x")) == ExitCode.LOCKED
     assert exit_code_for(SinkUnreachableError("x")) == ExitCode.SINK_UNREACHABLE
+    assert exit_code_for(ResourcesUnavailableError("x")) == ExitCode.RESOURCES_UNAVAILABLE == 8
     assert exit_code_for(RuntimeError("x")) == ExitCode.INTERNAL_ERROR
 
 

@@ -1,5 +1,6 @@
 """Exit codes through the real CLI for the cases no other test reaches: a lock someone else holds and an
-unexpected crash. (0, 3, 4, 5, 6 are in test_index_job.py and test_index_lifecycle.py, 2 in test_cli.py.)"""
+unexpected crash. (0, 3, 4, 5, 6 are in test_index_job.py and test_index_lifecycle.py, 2 in test_cli.py,
+8 in test_resource_wait.py.)"""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ import shutil
 import socket
 
 from connectors.run_lock import LockRecord
-from jobs.runtime.exit_codes import ExitCode, is_transient
+from jobs.runtime.exit_codes import TRANSIENT, ExitCode, is_transient
 from tests.jobs.index.index_fixtures import catalog_rows, index_config, run_cli, write_corpus
 
-RETRIED_BY_SCHEDULERS = {1, 4}  # infra/README.md: the wrapper, the DAG and the CronJob retry only these
+RETRIED_BY_SCHEDULERS = {1, 4, 8}  # infra/README.md: the wrapper, the DAG and the CronJob retry only these
 
 
 def _iso(delta_s: float) -> str:
     return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=delta_s)).isoformat(timespec="seconds")
+
+
+def test_the_codes_schedulers_retry_are_the_transient_ones():
+    assert {int(c) for c in TRANSIENT} == RETRIED_BY_SCHEDULERS
+    assert is_transient(ExitCode.RESOURCES_UNAVAILABLE) and not is_transient(ExitCode.LOCKED)
 
 
 def test_a_lock_held_by_a_live_process_gives_locked_and_is_left_alone(tmp_path, tiny_embedding_checkpoint, capsys):
