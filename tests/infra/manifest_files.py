@@ -19,7 +19,7 @@ CONFIGS = REPO / "configs"
 IMAGE_WORKDIR = "/app/"  # WORKDIR of infra/docker/Dockerfile
 
 # Values a scheduler fills in at run time, as they would look on a real night.
-SAMPLE_SHELL = {"$(date -u -d yesterday +%F)": "2026-11-27"}
+SAMPLE_SHELL = {"$(date -u -d yesterday +%F)": "2026-11-27", "$(date -u +%Y%m%d)": "20261128"}
 SAMPLE_JINJA = {
     "{{ run_id }}": "scheduled__2026-11-28T02:00:00+00:00",
     "{{ data_interval_start.strftime('%Y-%m-%d') }}": "2026-11-27",

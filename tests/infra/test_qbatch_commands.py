@@ -47,6 +47,18 @@ def test_command_parses_with_the_real_cli(command):
     assert not args.dry_run
 
 
+def test_every_scheduled_index_run_passes_the_schedulers_run_id():
+    """A scheduler's id keeps its retries idempotent; without one, a retry after midnight would start over."""
+    run_ids = {}
+    for command in (c for c in COMMANDS if c.argv[0] == "index"):
+        ids = [s.split("=", 1)[1] for s in _option(command.argv, "--set") if s.startswith("run.run_id=")]
+        assert len(ids) == 1 and ids[0], f"{command.source}: no run.run_id"
+        run_ids[command.source] = ids[0]
+    assert len(run_ids) >= 3
+    # The same night, never one id for both modes.
+    assert run_ids["rayjob-nightly-incremental.yaml"] != run_ids["rayjob-weekly-full.yaml"]
+
+
 def test_weekly_full_is_the_nightly_config_in_full_mode():
     by_source = {c.source: c for c in COMMANDS}
     nightly, weekly = by_source["rayjob-nightly-incremental.yaml"], by_source["rayjob-weekly-full.yaml"]
