@@ -210,3 +210,12 @@ def third_party_imports(root: Path, packages: tuple[str, ...] = PACKAGES) -> dic
         visitor.visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
         out[module] = visitor.found
     return out
+
+
+def plant_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write `files` (relative path -> text) under `root`: a small planted project for the checks' own tests."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root

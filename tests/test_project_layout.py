@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.import_graph import find_cycles, import_graph, layer_violations
+from tests.import_graph import find_cycles, import_graph, layer_violations, plant_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,16 +33,8 @@ def test_the_graph_sees_imports_inside_functions_and_modules_named_by_string():
     assert "jobs.index.job" in graph["jobs.index.command"]  # imported inside run()
 
 
-def _plant(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
-
-
 def test_a_planted_cycle_through_a_function_and_a_string_is_found(tmp_path):
-    root = _plant(tmp_path, {
+    root = plant_tree(tmp_path, {
         "jobs/__init__.py": "",
         "jobs/a.py": "def f():\n    from jobs.b import g\n    return g\n",
         "jobs/b.py": "import importlib\nMOD = 'jobs.c'\ndef g():\n    return importlib.import_module(MOD)\n",
@@ -53,7 +45,7 @@ def test_a_planted_cycle_through_a_function_and_a_string_is_found(tmp_path):
 
 
 def test_a_planted_layer_violation_is_found(tmp_path):
-    root = _plant(tmp_path, {
+    root = plant_tree(tmp_path, {
         "connectors/__init__.py": "", "pipeline/__init__.py": "",
         "pipeline/stage.py": "X = 1\n",
         "connectors/store.py": "def f():\n    from pipeline.stage import X\n    return X\n",

