@@ -140,6 +140,8 @@ site = sysconfig.get_paths()["purelib"]
 wrong = [m.__file__ for m in (jobs, pipeline, connectors, common) if not m.__file__.startswith(site)]
 sys.exit(f"imported from outside {site}: {wrong}" if wrong else 0)
 '
+step help "$VENV_BIN/qbatch" --help
+grep -q "index" "$WORK/logs/help.log" || fail "qbatch --help lists no index command"
 step index "$VENV_BIN/qbatch" index --config index.toml
 step search "$VENV_BIN/qbatch" search "noise cancelling headphones" --config index.toml --k 3
 grep -q "p0" "$WORK/logs/search.log" || fail "search printed no hit (see $WORK/logs/search.log)"
