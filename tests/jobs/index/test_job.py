@@ -46,7 +46,7 @@ def test_s3_corpus_end_to_end_subprocess_and_rerun(tmp_path, tiny_embedding_chec
     assert report["counts"]["rejected"] == {"duplicate_id": 1, "empty_text": 1}
     assert report["counts"]["read"] == report["counts"]["docs_upserted"] + report["counts"]["rejected_total"]
     assert report["tokens"]["real"] > 0 and 0 < report["tokens"]["padding_efficiency"] <= 1
-    dead = read_dead_letter(str(tmp_path / "out"), "r1").to_pylist()
+    dead = read_dead_letter(str(tmp_path / "out" / "catalog"), "r1").to_pylist()
     assert sorted((d["doc_id"], d["reason"]) for d in dead) == [("d00000", "duplicate_id"), ("x1", "empty_text")]
     assert all(d["original_row"] for d in dead)
 
@@ -104,7 +104,7 @@ def test_fuzzed_corpus_lands_exactly_the_good_rows(ray_session, tmp_path, tiny_e
         text_b = all_points(client, "catalog")[point_id("g7", 0)][1]["text"]
     assert landed == set(good) | {"long"}
     assert "line one\nline two" in text_b  # CSV with embedded newlines
-    dead = read_dead_letter(str(tmp_path / "out"), "r1").to_pylist()
+    dead = read_dead_letter(str(tmp_path / "out" / "catalog"), "r1").to_pylist()
     assert sorted(d["reason"] for d in dead) == sorted(report["counts"]["rejected"])
     assert all(d["stage"] in ("read", "prep", "sink") and d["file"] for d in dead)
 
@@ -124,7 +124,7 @@ def test_reject_ratio_above_limit_exits_non_zero_and_never_switches_the_alias(ra
     with qdrant_at(tmp_path / "qdrant") as client:
         assert client.count("catalog__r1", exact=True).count == 1
         assert alias_target(client, "catalog") is None
-    assert read_dead_letter(str(tmp_path / "out"), "r1").num_rows == 3
+    assert read_dead_letter(str(tmp_path / "out" / "catalog"), "r1").num_rows == 3
 
 
 def test_empty_source_is_a_clear_source_error(tmp_path, tiny_embedding_checkpoint, capsys):

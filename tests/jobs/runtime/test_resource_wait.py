@@ -49,7 +49,8 @@ def test_an_index_run_without_its_gpus_exits_8_before_writing(tmp_path, tiny_emb
     assert "exit 8 (resources_unavailable)" in out.stderr
     with qdrant_at(tmp_path / "qdrant") as client:
         assert client.get_collections().collections == [] and client.get_aliases().aliases == []
-    run_dir = tmp_path / "out" / "runs" / "r1"
+    run_dir = tmp_path / "out" / "catalog" / "runs" / "r1"
+    assert (run_dir / "state.json").exists()  # the run began (lock, state), then waited
     assert not (run_dir / "files").exists() and not (run_dir / "dead_letter").exists()  # no file was started
     assert not (run_dir / "report.json").exists()
     assert not (tmp_path / "out" / "catalog" / "LOCK").exists()  # released for the retry
