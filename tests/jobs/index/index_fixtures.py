@@ -89,6 +89,14 @@ def run_cli_subprocess(args: list[str], env: dict | None = None, timeout: float 
                           capture_output=True, text=True, timeout=timeout)
 
 
+def start_index_run(cfg, run_id: str, env: dict, *extra: str) -> subprocess.Popen:
+    """`qbatch index` in the background, in its own process group (so a test can SIGKILL it with its Ray)."""
+    return subprocess.Popen([sys.executable, "-m", "jobs.cli", "index", "--config", str(cfg), "--set",
+                             f"run.run_id={run_id}", *extra], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO), **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
 @contextlib.contextmanager
 def qdrant_at(path: Path):
     from qdrant_client import QdrantClient

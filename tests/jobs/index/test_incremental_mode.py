@@ -16,7 +16,8 @@ import numpy as np
 
 from jobs.runtime.exit_codes import ExitCode
 from tests.jobs.index.index_fixtures import (REPO, all_points, catalog_rows, index_config, qdrant_at, read_report,
-                                             run_cli, run_dir, write_corpus)
+                                             run_cli, run_dir, start_index_run,
+                                             write_corpus)
 
 SAMPLE = REPO / "examples"
 
@@ -119,13 +120,6 @@ def test_golden_gates_refuse_before_writing_and_restore_after_writing(ray_sessio
                     "run.mode=incremental", "--set", "run.run_id=breaks-golden"]) == ExitCode.CONFIG_ERROR
 
 
-def _start(cfg, run_id: str, env: dict, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jobs.cli", "index", "--config", str(cfg), "--set",
-                             f"run.run_id={run_id}", *extra], cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO), **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
 def _kill_after_writes(proc: subprocess.Popen, files_dir, timeout: float = 500) -> None:
     """SIGKILL the run's process group once a file is checkpointed: its points were acknowledged."""
     deadline = time.monotonic() + timeout
@@ -161,7 +155,7 @@ def test_a_crash_mid_write_is_undone_by_rollback_or_by_a_resume_whose_gate_fails
                      "--set", "embed.batch_size=4", "--set", "gates.max_delete_ratio=0.5", "--set", "gates.min_ratio=0.5"]
 
     # A crash in the middle of the writes, then `qbatch index rollback`.
-    proc = _start(build, "crashed", slow, *small_batches)
+    proc = start_index_run(build, "crashed", slow, *small_batches)
     _kill_after_writes(proc, run_dir(tmp_path, "crashed") / "files")
     assert _carrying(tmp_path, "crashed") > 0  # the kill landed after the live collection changed
     assert run_cli(["index", "rollback", "--config", build]) == ExitCode.OK
@@ -179,7 +173,7 @@ def test_a_crash_mid_write_is_undone_by_rollback_or_by_a_resume_whose_gate_fails
     golden.write_text(json.dumps({"query": rows[1]["title"], "expected_doc_ids": [r["id"] for r in rows[:20]]}) + "\n")
     gated = [*small_batches, "--set", f"source.uri='{tmp_path / 'v3'}'", "--set", f"gates.golden_queries='{golden}'",
              "--set", "gates.golden_min_recall=0.9"]
-    proc = _start(build, "resumed", slow, *gated)  # recall@10 of 20 expected documents is at most 0.5
+    proc = start_index_run(build, "resumed", slow, *gated)  # recall@10 of 20 expected documents is at most 0.5
     _kill_after_writes(proc, run_dir(tmp_path, "resumed") / "files")
     assert _carrying(tmp_path, "resumed") > 0
     again = subprocess.run([sys.executable, "-m", "jobs.cli", "index", "--config", str(build), "--set",
@@ -196,8 +190,8 @@ def test_the_lock_heartbeat_outlives_a_slow_scan(tmp_path, tiny_embedding_checkp
     write_corpus(tmp_path / "src", rows, n_files=8, formats=("jsonl",))
     cfg = index_config(tmp_path, str(tmp_path / "src"), tiny_embedding_checkpoint, run_id="build")
     assert run_cli(["index", "--config", cfg]) == ExitCode.OK
-    first = _start(cfg, "slow-scan", {"QBATCH_TEST_SCAN_DELAY_S": "1.5"}, "--set", "run.mode=incremental",
-                   "--set", "run.lock_ttl_s=3")
+    first = start_index_run(cfg, "slow-scan", {"QBATCH_TEST_SCAN_DELAY_S": "1.5"}, "--set",
+                            "run.mode=incremental", "--set", "run.lock_ttl_s=3")
     try:
         lock = tmp_path / "out" / "catalog" / "LOCK"
         deadline = time.monotonic() + 300

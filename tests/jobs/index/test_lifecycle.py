@@ -17,7 +17,7 @@ from connectors.point_ids import point_id
 from jobs.runtime.exit_codes import ExitCode
 from tests.fixtures.moto_s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 from tests.jobs.index.index_fixtures import (REPO, all_points, catalog_rows, index_config, qdrant_at, read_report,
-                                             run_cli, write_corpus)
+                                             run_cli, start_index_run, write_corpus)
 
 
 def _aliases(tmp_path) -> tuple[str | None, list[str]]:
@@ -186,12 +186,6 @@ def test_incremental_embeds_only_what_changed_and_equals_a_fresh_build(ray_sessi
     assert report["incremental"] == {"payload_updated_docs": 0, "deleted_points": 0}
 
 
-def _start(cfg, run_id: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jobs.cli", "index", "--config", str(cfg), "--set",
-                             f"run.run_id={run_id}"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -205,7 +199,7 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -
 def test_second_concurrent_run_gets_the_locked_code(tmp_path, tiny_embedding_checkpoint):
     write_corpus(tmp_path / "src", catalog_rows(60), n_files=6)
     cfg = index_config(tmp_path, str(tmp_path / "src"), tiny_embedding_checkpoint)
-    first = _start(cfg, "r1", {"QBATCH_TEST_EMBED_DELAY_S": "1.0"})
+    first = start_index_run(cfg, "r1", {"QBATCH_TEST_EMBED_DELAY_S": "1.0"})
     try:
         _wait_for(lambda: (tmp_path / "out" / "catalog" / "LOCK").exists(), 240, first)
         second = subprocess.run([sys.executable, "-m", "jobs.cli", "index", "--config", str(cfg), "--set",
@@ -226,7 +220,7 @@ def test_crash_with_sigkill_then_resume_gives_exact_counts(tmp_path, tiny_embedd
     cfg = index_config(tmp_path, str(tmp_path / "src"), tiny_embedding_checkpoint)
     cfg.write_text(cfg.read_text().replace("batch_size = 64", "batch_size = 10"))
     files_dir = tmp_path / "out" / "catalog" / "runs" / "r1" / "files"
-    proc = _start(cfg, "r1", {"QBATCH_TEST_EMBED_DELAY_S": "0.4"})
+    proc = start_index_run(cfg, "r1", {"QBATCH_TEST_EMBED_DELAY_S": "0.4"})
     try:
         _wait_for(lambda: files_dir.exists() and len(list(files_dir.glob("*.done.json"))) >= 3, 400, proc)
     finally:
