@@ -28,7 +28,8 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from benchmarks.bench_embedder import DEFAULT_TSV, MODEL_SHAPE, load_summaries  # noqa: E402
+from benchmarks.bench_embedder import (DEFAULT_TSV, MODEL_SHAPE, add_threads_argument, load_summaries,  # noqa: E402
+                                       set_threads)
 
 
 class PeakRss:
@@ -110,11 +111,15 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=8, help="files per corpus")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--embed", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra [embed] settings for the end-to-end runs, e.g. --embed torch_threads=1")
+                        help="extra [embed] settings for the end-to-end runs, e.g. --embed dtype='float32'")
+    add_threads_argument(parser)
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
+    if args.threads:  # the same threads for the model-only run and the embed actors
+        args.embed.append(f"torch_threads={args.threads}")
 
     import torch
+    set_threads(args.threads)
 
     from pipeline.embedder import Embedder
     from pipeline.random_qwen3 import build_random_qwen3
@@ -131,7 +136,7 @@ def main() -> None:
         emb.embed_documents(base)
         model_s = time.perf_counter() - start
         model_tps = emb.counters.real_tokens / model_s
-        print(f"model: random Qwen3 {MODEL_SHAPE}; torch threads {torch.get_num_threads()}")
+        print(f"model: random Qwen3 {MODEL_SHAPE}; torch threads {torch.get_num_threads()}; precision {emb.precision}")
         print(f"model-only on {len(base)} rows: {emb.counters.real_tokens} tokens, {model_tps:,.0f} tokens/s, "
               f"{len(base) / model_s:,.1f} rows/s, padding efficiency {emb.counters.padding_efficiency:.3f}")
         del emb

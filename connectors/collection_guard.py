@@ -6,7 +6,7 @@ meaningless search results, and nothing downstream could tell."""
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from qdrant_client import QdrantClient
@@ -18,8 +18,10 @@ from connectors.qdrant_config import QdrantConfig
 
 # Key under the collection metadata, so other tools can keep their own entries next to ours.
 METADATA_KEY = "qbatch"
-# Recorded for people reading the metadata, never compared: upgrading qbatch must not lock collections.
-INFORMATIONAL_FIELDS = frozenset({"qbatch_version", "run_id", "created_at"})
+# Recorded for people reading the metadata, never compared: upgrading qbatch must not lock collections,
+# and bf16 and fp32 vectors of one model differ by rounding only (cosine >= 0.999), so machines with and
+# without native bf16 keep writing to the same collections.
+INFORMATIONAL_FIELDS = frozenset({"qbatch_version", "run_id", "created_at", "precision"})
 
 _DISTANCES = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
 
@@ -95,6 +97,19 @@ def read_spec(client: QdrantClient, name: str) -> dict[str, Any] | None:
     if not client.collection_exists(name):
         return None
     return _recorded(client.get_collection(name))
+
+
+def record_precisions(client: QdrantClient, name: str, precisions: Iterable[str]) -> list[str]:
+    """Add the dtypes a run embedded in to the `precision` list recorded on collection `name`
+    (informational, never compared); returns the list now recorded."""
+    recorded = read_spec(client, name)
+    if recorded is None:  # not a qbatch collection: nothing to add to
+        return []
+    merged = sorted(set(recorded.get("precision") or []) | set(precisions))
+    if merged != recorded.get("precision"):
+        # Qdrant merges metadata by top-level key: the whole qbatch entry is rewritten, other keys stay.
+        client.update_collection(name, metadata={METADATA_KEY: {**recorded, "precision": merged}})
+    return merged
 
 
 def _live_vectors(info: models.CollectionInfo) -> dict[str, Any]:

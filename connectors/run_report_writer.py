@@ -25,6 +25,8 @@ REDACTED = "<redacted>"
 _SECRET_KEY = re.compile(r"api[_-]?key|secret|password|passwd|credential|authorization|(^|[_-])token$", re.I)
 _DECISION_KEYS = ("exit", "exit_decision", "decision", "status")
 _STAGE_KEYS = ("stages", "stages_seconds", "stage_wall_s")
+# A line needs two points; with fewer the throughput panel says so instead of drawing an empty axis.
+MIN_THROUGHPUT_SAMPLES = 2
 _HEADLINE_KEYS = ("job", "collection", "alias", "model", "model_revision", "started_at", "finished_at", "wall_s")
 
 
@@ -163,8 +165,9 @@ def render_markdown(report: dict[str, Any], run_id: str) -> str:
     return "\n".join(lines)
 
 
-def render_png(report: dict[str, Any]) -> bytes | None:
-    """Stage wall-time bars and, when present, rows done over time, as PNG bytes; None without matplotlib."""
+def report_figure(report: dict[str, Any]):
+    """The report's matplotlib Figure: stage wall-time bars and, when the report has a throughput
+    series, rows done over time; None without matplotlib."""
     # Figure + Agg canvas, not pyplot: no global state, no display backend, safe in worker threads.
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -174,9 +177,10 @@ def render_png(report: dict[str, Any]) -> bytes | None:
 
     stages = stage_seconds(report)
     ts, rows = throughput_series(report)
-    fig = Figure(figsize=(9 if ts else 5, 3.2), dpi=100)
+    has_series = "throughput" in report
+    fig = Figure(figsize=(9 if has_series else 5, 3.2), dpi=100)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2 if ts else 1, squeeze=False)[0]
+    axes = fig.subplots(1, 2 if has_series else 1, squeeze=False)[0]
     if stages:
         axes[0].barh(list(stages), list(stages.values()), color="#4C72B0")
         axes[0].invert_yaxis()
@@ -185,12 +189,24 @@ def render_png(report: dict[str, Any]) -> bytes | None:
         axes[0].text(0.5, 0.5, "no stage timings recorded", ha="center", va="center")
         axes[0].set_axis_off()
     axes[0].set_title("time per stage")
-    if ts:
+    if len(ts) >= MIN_THROUGHPUT_SAMPLES:
         axes[1].plot(ts, rows, color="#DD8452")
         axes[1].set_xlabel("seconds since start")
         axes[1].set_ylabel("rows done")
+    elif has_series:  # one sample (a short run lands in one batch) draws nothing: say so instead
+        axes[1].text(0.5, 0.5, f"too few samples to plot throughput ({len(ts)})", ha="center", va="center")
+        axes[1].set_axis_off()
+    if has_series:
         axes[1].set_title("throughput")
     fig.tight_layout()
+    return fig
+
+
+def render_png(report: dict[str, Any]) -> bytes | None:
+    """`report_figure` as PNG bytes; None without matplotlib."""
+    fig = report_figure(report)
+    if fig is None:
+        return None
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()

@@ -3,7 +3,8 @@ embedder once per actor and turns prepared chunk rows (token ids) into vectors.
 
 Input: the prep-stage schema (see pipeline/prep_stage.py). Output: the same rows without `token_ids`,
 plus `vector` (list<float32>, empty for rejects) and per-batch stats on the batch's first row
-(`_embed_seconds`, `_computed_tokens`, `_micro_batches`), so the driver counts them exactly once.
+(`_embed_seconds`, `_computed_tokens`, `_micro_batches`, and `_precision`, the dtype the model ran in:
+actors decide it on their own machine), so the driver counts them exactly once.
 A row whose vector is non-finite becomes a reject (`non_finite_vector`, stage `embed`); it never
 fails the batch."""
 
@@ -85,4 +86,5 @@ class EmbedStage:
             after["computed_tokens"] - before["computed_tokens"], pa.int64()))
         out = out.append_column("_micro_batches", first_row_only(
             after["micro_batches"] - before["micro_batches"], pa.int64()))
+        out = out.append_column("_precision", pa.array([self.embedder.precision] + [None] * (n - 1), pa.string()))
         return out

@@ -5,7 +5,7 @@ The Ray pipeline splits the work: a CPU stage calls `tokenize`, GPU actors call 
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -16,14 +16,13 @@ from pipeline.batch_counters import BatchCounters
 from pipeline.batch_planner import MicroBatch, plan_packs, plan_padded_batches
 from pipeline.embedding_forward import forward_packed, forward_padded
 from pipeline.embedding_tokenizer import EmbeddingTokenizer
-from pipeline.encoder_checkpoint import (EncoderLayout, checkpoint_digest, display_name, read_layout,
-                                         resolve_checkpoint)
+from pipeline.encoder_checkpoint import no_progress_bars, resolve_checkpoint
 from pipeline.micro_batch_runner import run_micro_batches
 from pipeline.model_inputs import check_id_lists, finite_rows
 from pipeline.pooling import slice_and_normalize
 from pipeline.qwen3_templates import END_TOKEN_ID
-from pipeline.torch_devices import (attention_implementation, default_max_batch_tokens, resolve_device,
-                                    resolve_dtype)
+from pipeline.torch_devices import (attention_implementation, default_max_batch_tokens, precision_name,
+                                    resolve_device, resolve_dtype)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -34,55 +33,61 @@ MIN_DIM = 32
 class Embedder:
     """A loaded embedding model; build it with `Embedder.from_pretrained`."""
 
-    def __init__(self, model: Any, tokenizer: Any, layout: EncoderLayout, *, name: str, digest: str,
-                 dim: int | None, max_length: int, device: "torch.device", max_batch_tokens: int) -> None:
+    def __init__(self, model: Any, tokenizer: EmbeddingTokenizer, *, dim: int | None, device: "torch.device",
+                 max_batch_tokens: int) -> None:
+        # One tokenisation for the whole system: the CPU prep stage uses the same class without weights.
+        self.text_tokenizer = tokenizer
         self.model = model
-        self.tokenizer = tokenizer
-        self.layout = layout
-        self.model_name = name
+        self.layout = tokenizer.layout
+        self.model_name = tokenizer.model_name
         self.hidden_size = int(model.config.hidden_size)
         self.dim = _check_dim(dim, self.hidden_size)
-        self.max_length = int(max_length)
+        self.max_length = tokenizer.max_length
         self.device = device
+        self.precision = precision_name(model.dtype)  # bf16 or fp32 on CPU: see torch_devices.resolve_dtype
         self.max_batch_tokens = int(max_batch_tokens)
         self.counters = BatchCounters()
-        self.model_fingerprint = {"name": name, "sha": digest, "dim": self.dim, "kind": self.kind}
-        # One tokenisation for the whole system: the CPU prep stage uses the same class without weights.
-        self.text_tokenizer = EmbeddingTokenizer(tokenizer, layout, name=name, digest=digest,
-                                                 hidden_size=self.hidden_size, max_length=self.max_length)
-        self._pad_id = _pad_id(tokenizer, layout)
-        if layout.kind == "qwen3":
-            _check_end_token_rule(tokenizer)
-            if self.max_length < 2:
-                raise ValueError(f"max_length must leave room for the end token, got {max_length}")
+        self.model_fingerprint = {"name": self.model_name, "sha": tokenizer.digest, "dim": self.dim, "kind": self.kind}
         # Padding-free packs only pay off with flash-attn varlen; on CPU SDPA a pack of T tokens costs T^2
         # attention, so CPU always takes padded length-sorted batches (fixed rule, same input -> same path).
-        self.packed_by_default = layout.kind == "qwen3" and _attn_impl(model) == "flash_attention_2"
+        self.packed_by_default = self.kind == "qwen3" and _attn_impl(model) == "flash_attention_2"
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str], dim: int | None = None, max_length: int = 8192,
                         device: "str | torch.device | None" = None, dtype: "str | torch.dtype | None" = None,
                         max_batch_tokens: int | None = None) -> "Embedder":
-        """Load a Qwen3 or sentence-transformers checkpoint from a directory or hub id."""
-        from transformers import AutoModel, AutoTokenizer
+        """Load a Qwen3 or sentence-transformers checkpoint from a directory or hub id.
 
-        path = resolve_checkpoint(name_or_path)
-        layout = read_layout(path)
-        hidden = json.loads((path / "config.json").read_text()).get("hidden_size")
-        if hidden is not None:
-            _check_dim(dim, int(hidden))  # fail before spending time on loading weights
+        The tokenizer loads on first use: an actor that only embeds token ids never pays for it.
+        """
+        from transformers import AutoModel
+
+        path = resolve_checkpoint(name_or_path)  # a hub snapshot's folder is named after its hub id
+        tokenizer = EmbeddingTokenizer.from_pretrained(path, max_length=max_length, defer_loading=True)
+        _check_dim(dim, tokenizer.hidden_size)  # fail before spending time on loading weights
         dev = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, dev)
-        kwargs: dict[str, Any] = {"dtype": torch_dtype}
-        if layout.kind == "qwen3":
+        kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype, dev)}
+        if tokenizer.kind == "qwen3":
             kwargs["attn_implementation"] = attention_implementation(dev)
-        model = AutoModel.from_pretrained(path, **kwargs).to(dev).eval()
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        if layout.max_seq_length is not None:
-            max_length = min(max_length, int(layout.max_seq_length))
-        return cls(model, tokenizer, layout, name=display_name(name_or_path), digest=checkpoint_digest(path),
-                   dim=dim, max_length=max_length, device=dev,
+        with no_progress_bars():
+            model = AutoModel.from_pretrained(path, **kwargs).to(dev).eval()
+        return cls(model, tokenizer, dim=dim, device=dev,
                    max_batch_tokens=max_batch_tokens or default_max_batch_tokens(dev))
+
+    @property
+    def tokenizer(self) -> Any:
+        """The Hugging Face tokenizer (loaded on first use)."""
+        return self.text_tokenizer.hf_tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer: Any) -> None:
+        self.text_tokenizer.hf_tokenizer = tokenizer
+
+    @functools.cached_property
+    def _pad_id(self) -> int:
+        if self.kind == "qwen3":
+            return END_TOKEN_ID
+        return int(self.tokenizer.pad_token_id) if self.tokenizer.pad_token_id is not None else 0
 
     @property
     def kind(self) -> str:
@@ -165,21 +170,6 @@ def _check_dim(dim: int | None, hidden: int) -> int:
     if isinstance(dim, bool) or not isinstance(dim, int) or not MIN_DIM <= dim <= hidden:
         raise ValueError(f"dim must be an integer from {MIN_DIM} to the model's hidden size {hidden}, got {dim!r}")
     return dim
-
-
-def _pad_id(tokenizer: Any, layout: EncoderLayout) -> int:
-    if layout.kind == "qwen3":
-        return END_TOKEN_ID
-    return int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else 0
-
-
-def _check_end_token_rule(tokenizer: Any) -> None:
-    """The tokenizer's specials must be nothing or exactly the end token, else `tokenize` would differ."""
-    with_special = tokenizer("a")["input_ids"]
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    if with_special not in (plain, plain + [END_TOKEN_ID]):
-        raise ValueError(f"unexpected Qwen3 tokenizer post-processor: 'a' -> {with_special}, "
-                         f"expected {plain} or {plain + [END_TOKEN_ID]}")
 
 
 def _attn_impl(model: Any) -> str:

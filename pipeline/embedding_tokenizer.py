@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from pipeline.encoder_checkpoint import (EncoderLayout, checkpoint_digest, display_name, read_layout,
                                          resolve_checkpoint)
@@ -14,11 +15,16 @@ from pipeline.qwen3_templates import DEFAULT_TASK, END_TOKEN_ID, format_query
 
 
 class EmbeddingTokenizer:
-    """Token ids exactly as `Embedder.tokenize` makes them; `truncated` counts cut inputs."""
+    """Token ids exactly as `Embedder.tokenize` makes them; `truncated` counts cut inputs.
 
-    def __init__(self, tokenizer: Any, layout: EncoderLayout, *, name: str, digest: str, hidden_size: int,
-                 max_length: int):
-        self.hf_tokenizer = tokenizer
+    Give it a loaded Hugging Face `tokenizer`, or `load`, a function that loads one on first use: an
+    embedding actor receives token ids and never needs the tokenizer, which takes seconds to load.
+    """
+
+    def __init__(self, tokenizer: Any | None, layout: EncoderLayout, *, name: str, digest: str, hidden_size: int,
+                 max_length: int, load: Callable[[], Any] | None = None):
+        if tokenizer is None and load is None:
+            raise ValueError("EmbeddingTokenizer needs a tokenizer or a function that loads one")
         self.layout = layout
         self.model_name = name
         self.digest = digest
@@ -29,15 +35,33 @@ class EmbeddingTokenizer:
             raise ValueError(f"max_length must leave room for the end token, got {max_length}")
         self.max_length = int(max_length)
         self.truncated = 0
+        self._hf_tokenizer: Any = None
+        self._load = load
+        if tokenizer is not None:
+            self.hf_tokenizer = tokenizer
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike[str], max_length: int = 8192) -> "EmbeddingTokenizer":
-        from transformers import AutoTokenizer
-
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str], max_length: int = 8192,
+                        defer_loading: bool = False) -> "EmbeddingTokenizer":
+        """`defer_loading`: read the checkpoint's identity now and the tokenizer on first use."""
         path = resolve_checkpoint(name_or_path)
         config = json.loads((path / "config.json").read_text())
-        return cls(AutoTokenizer.from_pretrained(path), read_layout(path), name=display_name(name_or_path),
-                   digest=checkpoint_digest(path), hidden_size=config["hidden_size"], max_length=max_length)
+        load = functools.partial(_load_hf_tokenizer, path)
+        return cls(None if defer_loading else load(), read_layout(path), name=display_name(name_or_path),
+                   digest=checkpoint_digest(path), hidden_size=config["hidden_size"], max_length=max_length,
+                   load=load)
+
+    @property
+    def hf_tokenizer(self) -> Any:
+        if self._hf_tokenizer is None:
+            self.hf_tokenizer = self._load()
+        return self._hf_tokenizer
+
+    @hf_tokenizer.setter
+    def hf_tokenizer(self, tokenizer: Any) -> None:
+        if self.kind == "qwen3":
+            check_end_token_rule(tokenizer)
+        self._hf_tokenizer = tokenizer
 
     @property
     def kind(self) -> str:
@@ -78,6 +102,21 @@ class EmbeddingTokenizer:
             for i, ids in zip(over, cut):
                 full[i] = ids
         return [list(ids) for ids in full]
+
+
+def _load_hf_tokenizer(path: os.PathLike[str]) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def check_end_token_rule(tokenizer: Any) -> None:
+    """A Qwen3 tokenizer's specials must be nothing or exactly the end token, else `tokenize` would differ."""
+    with_special = tokenizer("a")["input_ids"]
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    if with_special not in (plain, plain + [END_TOKEN_ID]):
+        raise ValueError(f"unexpected Qwen3 tokenizer post-processor: 'a' -> {with_special}, "
+                         f"expected {plain} or {plain + [END_TOKEN_ID]}")
 
 
 class DocumentTokenizer:

@@ -6,12 +6,13 @@ sentence-transformers directory (modules.json + 1_Pooling) such as all-MiniLM-L6
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 CheckpointLayout = Literal["qwen3", "sentence-transformers"]
 
@@ -110,6 +111,21 @@ def _pooling_mode(config: dict, path: Path) -> str:
     if len(modes) != 1 or others:
         raise ValueError(f"{path}: pooling config {config} is not exactly one of lasttoken/mean/cls")
     return modes[0]
+
+
+@contextlib.contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """Load or save checkpoints without transformers' progress bars ("Loading weights"): `qbatch search`
+    loads a model per query, and every actor of a batch job would print one into the job's log."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def checkpoint_digest(path: Path) -> str:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from pipeline.encoder_checkpoint import no_progress_bars
 from pipeline.qwen3_templates import ADDED_TOKENS, END_TOKEN, END_TOKEN_ID, QWEN3_VOCAB_SIZE
 
 # The pre-tokenizer regex of Qwen2/Qwen3: single digits (`\p{N}`), unlike tiktoken's cl100k `\p{N}{1,3}`.
@@ -117,7 +118,8 @@ def build_random_qwen3(
         for name, param in model.named_parameters():
             if name.endswith("norm.weight"):
                 param.add_(torch.randn_like(param) * 0.1)
-    model.save_pretrained(path)
+    with no_progress_bars():
+        model.save_pretrained(path)
     build_qwen_tokenizer(append_eos=(kind == "embedding")).save_pretrained(path)
     (path / "random_qwen3.json").write_text(json.dumps({"kind": kind, "seed": seed}) + "\n")
     return path

@@ -20,6 +20,7 @@ SCORED_SCHEMA = pa.schema([
     pa.field("source", pa.string()), pa.field("orig_rank", pa.int64()), pa.field("orig_score", pa.float64()),
     pa.field("label", pa.float64()), pa.field("rerank_score", pa.float32()), pa.field("new_rank", pa.int32()),
     pa.field("valid", pa.bool_()), pa.field("group_size", pa.int32()),
+    pa.field("precision", pa.string()),  # the dtype the actor's model ran in, for the run report
 ])
 
 
@@ -74,4 +75,5 @@ class RerankStage:
                 cols["new_rank"].append(ranks[i])
                 cols["valid"].append(bool(valid[i]))
                 cols["group_size"].append(n)
+                cols["precision"].append(self.reranker.precision)
         return pa.table(cols, schema=SCORED_SCHEMA)

@@ -14,14 +14,14 @@ import numpy as np
 from common.errors import NonFiniteOutputError
 from pipeline.batch_counters import BatchCounters
 from pipeline.batch_planner import MicroBatch, plan_padded_batches
-from pipeline.encoder_checkpoint import checkpoint_digest, display_name, resolve_checkpoint
+from pipeline.encoder_checkpoint import checkpoint_digest, display_name, no_progress_bars, resolve_checkpoint
 from pipeline.micro_batch_runner import run_micro_batches
 from pipeline.model_inputs import check_id_lists, check_pairs, check_texts, pad_ids
 from pipeline.qwen3_templates import (END_TOKEN_ID, NO_TOKEN, RERANK_PREFIX, RERANK_SUFFIX, YES_TOKEN,
                                       format_rerank_middle)
 from pipeline.reranker_prefix_sharing import plan_shared, score_shared_tails
-from pipeline.torch_devices import (attention_implementation, default_max_batch_tokens, resolve_device,
-                                    resolve_dtype)
+from pipeline.torch_devices import (attention_implementation, default_max_batch_tokens, precision_name,
+                                    resolve_device, resolve_dtype)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -39,6 +39,7 @@ class Reranker:
         self.tokenizer = tokenizer
         self.model_name = name
         self.model_fingerprint = {"name": name, "sha": digest, "kind": "qwen3-reranker"}
+        self.precision = precision_name(model.dtype)  # bf16 or fp32 on CPU: see torch_devices.resolve_dtype
         self.max_length = int(max_length)
         self.device = device
         self.max_batch_tokens = int(max_batch_tokens)
@@ -66,8 +67,9 @@ class Reranker:
 
         path = resolve_checkpoint(name_or_path)
         dev = resolve_device(device)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=resolve_dtype(dtype, dev), attn_implementation=attention_implementation(dev)).to(dev).eval()
+        with no_progress_bars():
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=resolve_dtype(dtype, dev), attn_implementation=attention_implementation(dev)).to(dev).eval()
         tokenizer = AutoTokenizer.from_pretrained(path)
         return cls(model, tokenizer, name=display_name(name_or_path), digest=checkpoint_digest(path), max_length=max_length,
                    device=dev, max_batch_tokens=max_batch_tokens or default_max_batch_tokens(dev))

@@ -155,7 +155,9 @@ def _run_locked(run: IndexRun, args) -> int:
         from jobs.runtime.actor_pool import plan_and_wait
         from jobs.runtime.ray_start import init_ray
 
+        ray_start = time.perf_counter()
         init_ray(getattr(args, "ray_address", None))
+        run.report["ray_start_s"] = time.perf_counter() - ray_start
         run.pools = plan_and_wait("embed", cfg.embed, cpu_stages=True)  # may wait for the GPUs to arrive
         log.info("pools: %s", run.pools.describe())
         error: BaseException | None = None

@@ -31,6 +31,7 @@ class LoadResult:
     docs_this_attempt: int = 0
     sink: IndexSink | None = None
     seconds: float = 0.0
+    first_batch_s: float | None = None  # from the pass's start to its first embedded batch at the driver
 
 
 def run_load_pass(cfg: IndexConfig, client, collection: str, files, spec, run_id: str, pools, progress,
@@ -64,6 +65,8 @@ def run_load_pass(cfg: IndexConfig, client, collection: str, files, spec, run_id
             bar = ProgressLine(enabled=cfg.run.progress and sys.stderr.isatty(), unit="docs")
             try:
                 for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
+                    if result.first_batch_s is None:  # actors started, models loaded, one batch embedded
+                        result.first_batch_s = time.perf_counter() - start
                     sink.consume(batch)
                     bar.update(sink.counters.totals["read"])
                     if check_lock is not None:
@@ -72,6 +75,10 @@ def run_load_pass(cfg: IndexConfig, client, collection: str, files, spec, run_id
             finally:
                 bar.close()
             result.sink = sink
+            if sink.counters.precisions:
+                from connectors.collection_guard import record_precisions
+
+                record_precisions(client, collection, sink.counters.precisions)
     finally:
         seen.close()
     all_done = progress.done_files()

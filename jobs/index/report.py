@@ -27,11 +27,17 @@ def build_report(run, wall_s: float) -> dict:
     real = totals.get("real_tokens", 0)
     real_now = sc.totals.get("real_tokens", 0) if sc else 0  # this attempt; a resume skips done files
     computed = sc.computed_tokens if sc else 0
+    ray_s = run.report.get("ray_start_s", 0.0)
+    # What the run paid before its first vector: Ray start, then the load pass until its first embedded
+    # batch reached the driver (actors started, tokenizer and model loaded, one batch read, prepared, embedded).
+    startup = ray_s + load.first_batch_s if load is not None and load.first_batch_s is not None else None
     report = {
         "job": "index", "run_id": run.run_id, "mode": run.mode, "alias": run.alias, "collection": run.collection,
         "previous_live": run.live,
         "model": {"name": run.spec.fingerprint.get("model"), "revision": run.spec.fingerprint.get("model_revision"),
-                  "dim": run.spec.dim, "distance": run.spec.distance},
+                  "dim": run.spec.dim, "distance": run.spec.distance,
+                  # The dtype the embed actors ran in, for information (README, "Precision").
+                  "precision": ", ".join(sorted(sc.precisions)) if sc and sc.precisions else None},
         "source": {"uri": run.cfg.source.uri, "files": len(run.files), "bytes": sum(f.size for f in run.files)},
         "counts": {
             "read": read, "rejected_total": sum(rejected.values()), "rejected": dict(sorted(rejected.items())),
@@ -56,6 +62,8 @@ def build_report(run, wall_s: float) -> dict:
             "redone_ratio": round(load.docs_redone / totals["read"], 4) if load and totals.get("read") else 0.0,
         },
         "stages_seconds": {
+            "startup (before the first batch)": round(startup, 3) if startup is not None else None,
+            "ray start (driver, part of startup)": round(ray_s, 3),
             "prep (sum over actors)": round(sc.prep_seconds, 3) if sc else 0.0,
             "embed (sum over actors)": round(sc.embed_seconds, 3) if sc else 0.0,
             "qdrant write (driver)": round(sc.write_seconds, 3) if sc else 0.0,

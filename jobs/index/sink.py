@@ -42,6 +42,7 @@ class SinkCounters:
     totals: collections.Counter = field(default_factory=collections.Counter)
     rejected: collections.Counter = field(default_factory=collections.Counter)
     throughput: list = field(default_factory=list)  # (seconds since start, docs read)
+    precisions: set = field(default_factory=set)  # the dtypes the embed actors' models ran in
 
 
 @dataclass
@@ -94,6 +95,8 @@ class IndexSink:
             if name in batch.column_names:
                 total = pc.sum(batch.column(name)).as_py() or 0
                 setattr(c, attr, getattr(c, attr) + type(getattr(c, attr))(total))
+        if "_precision" in batch.column_names:
+            c.precisions.update(pc.unique(batch.column("_precision")).drop_null().to_pylist())
         matrix, has_vector = _vector_matrix(batch)
         rows = batch.drop_columns([n for n in ("vector", "token_ids") if n in batch.column_names]).to_pylist()
         complete: list[list[dict]] = []

@@ -95,6 +95,8 @@ def score_and_write(cfg, args, files, client, retriever, redactor, run_date, run
     wall = time.perf_counter() - started
     report = {
         "job": "rerank", "run_id": run_id, "run_date": run_date.isoformat(), "model": model,
+        # For information: fp32 and bf16 scores differ by rounding only (README, "Precision").
+        "precision": ", ".join(sorted(sink.precisions)) or None,
         "instruction_sha": instruction_sha(cfg.reranker.instruction), "exit": exit_decision,
         "counts": {**inputs.counts, "scored_pairs": sink.scored_pairs, "rows_written": table.rows,
                    "dead_lettered": dead_letter.count},

@@ -24,6 +24,7 @@ class ScoredSink:
         self.metrics = RunMetrics()
         self.scored_pairs = 0
         self.has_labels = False
+        self.precisions: set[str] = set()  # the dtypes the actors' models ran in
         self._pending: dict[str, list[dict]] = {}
         self._buffer: list[pa.Table] = []
         self._buffered = 0
@@ -36,6 +37,7 @@ class ScoredSink:
         good = batch.filter(valid)
         self.scored_pairs += good.num_rows
         self.has_labels = self.has_labels or good.column("label").null_count < good.num_rows
+        self.precisions.update(pc.unique(batch.column("precision")).to_pylist())
         self._track(batch)
         if good.num_rows:
             self._buffer.append(self._output(good))

@@ -22,7 +22,8 @@ class ModelActorPoolConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(..., description="checkpoint path or hub name")
-    dtype: str | None = Field(None, description="float32, bfloat16, float16; none = bf16 on GPU, fp32 on CPU")
+    dtype: str | None = Field(None, description="float32, bfloat16, float16; none = bf16 on GPU and on CPUs that "
+                                               "multiply bf16 natively (AMX, AVX512-BF16), fp32 on other CPUs")
     device: str | None = Field(None, description="cpu, cuda, cuda:1; none = cuda if available")
     max_batch_tokens: int | None = Field(None, ge=16, description="padded tokens per micro-batch; none = per-device default")
     concurrency: tuple[int, int] = Field((1, 1), description="actors as [min, max]")

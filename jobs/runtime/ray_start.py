@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 
 log = logging.getLogger("qbatch.ray")
@@ -31,9 +30,22 @@ def runtime_env() -> dict:
     return env
 
 
+def quiet_ray_logs() -> bool:
+    """Ray's own INFO lines (dataset progress, "execution finished") show only when qbatch logs at
+    DEBUG; its warnings always do. Returns whether they show."""
+    import ray.data  # noqa: F401 - importing ray.data configures its logger; set levels after that
+
+    verbose = log.getEffectiveLevel() <= logging.DEBUG
+    # Ray's defaults when verbose: INFO on the console; ray.data also keeps DEBUG in its session log file.
+    logging.getLogger("ray").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    return verbose
+
+
 def init_ray(address: str | None = None) -> None:
     import ray
 
+    quiet_ray_logs()
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
@@ -45,5 +57,7 @@ def init_ray(address: str | None = None) -> None:
         # join any other Ray that happens to run on this machine.
         ray.init(address="local", include_dashboard=False, log_to_driver=True, configure_logging=False)
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = sys.stderr.isatty()
+    # On a terminal Ray Data draws progress bars; elsewhere it logs progress at INFO, which
+    # quiet_ray_logs hides unless --log-level DEBUG. (Turning them off makes Ray warn on every run.)
+    ctx.enable_progress_bars = True
     ctx.print_on_execution_start = False

@@ -10,7 +10,7 @@ from qdrant_client.http import models
 
 from common.errors import ConfigError, GateFailedError
 from connectors.collection_guard import (
-    METADATA_KEY, CollectionSpec, ensure_collection, finish_bulk_load, read_spec, spec_differences)
+    METADATA_KEY, CollectionSpec, ensure_collection, finish_bulk_load, read_spec, record_precisions, spec_differences)
 from connectors.qdrant_config import QdrantConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect in the local Qdrant")
@@ -164,3 +164,23 @@ def test_fingerprint_is_compared_in_json_terms(client):
         CollectionSpec(dim=8, distance="cosine", fingerprint={"dim": 4})
     with pytest.raises(ValueError, match="JSON values only"):
         CollectionSpec(dim=8, distance="cosine", fingerprint={"model": object()})
+
+
+def test_precision_is_recorded_for_information_and_never_compared(client):
+    """A collection built in fp32 takes bf16 vectors (and back): they differ by rounding only."""
+    from connectors.collection_settings import SETTINGS_KEY
+
+    ensure_collection(client, QdrantConfig(), "docs", make_spec())
+    assert record_precisions(client, "docs", {"float32"}) == ["float32"]
+    assert record_precisions(client, "docs", {"bfloat16"}) == ["bfloat16", "float32"]  # both kinds now in it
+    metadata = client.get_collection("docs").config.metadata
+    assert metadata[METADATA_KEY] == {**make_spec().as_metadata(), "precision": ["bfloat16", "float32"]}
+    assert SETTINGS_KEY in metadata  # the rewrite of our entry leaves the others alone
+    # The guard still passes the same spec, and a different model is still refused.
+    assert ensure_collection(client, QdrantConfig(), "docs", make_spec()) is False
+    with pytest.raises(GateFailedError, match="model_revision"):
+        ensure_collection(client, QdrantConfig(), "docs", make_spec(model_revision="sha256:other"))
+    assert spec_differences({"precision": ["float32"]}, {"precision": ["bfloat16"]}) == []
+    client.create_collection("foreign", vectors_config=models.VectorParams(size=8, distance=models.Distance.COSINE))
+    assert record_precisions(client, "foreign", {"bfloat16"}) == []  # not ours: untouched
+    assert client.get_collection("foreign").config.metadata in (None, {})

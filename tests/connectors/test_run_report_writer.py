@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from connectors.qdrant_config import QdrantConfig
-from connectors.run_report_writer import REDACTED, redact, render_markdown, stage_seconds, write_run_report
+from connectors.run_report_writer import (REDACTED, redact, render_markdown, render_png, report_figure, stage_seconds,
+                                          write_run_report)
 
 FAKE_KEY = "fake-qdrant-key-0c8e51b7a2"  # not a real credential: only checked for absence below
 
@@ -105,3 +106,21 @@ def test_without_matplotlib_the_png_is_skipped_with_one_warning(tmp_path, monkey
     assert json.loads((run_dir / "report.json").read_text())["counts"] == REPORT["counts"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "report.png skipped: matplotlib is not installed" in warnings[0]
+
+
+@pytest.mark.parametrize("samples", [[], [[27.7, 40]]])
+def test_too_few_throughput_samples_say_so_instead_of_an_empty_axis(samples):
+    """A short run lands in one batch: one sample draws no line, so the panel says why it is empty."""
+    report = {"stages_seconds": {"startup (before the first batch)": 22.6, "embed": 2.5}, "throughput": samples}
+    stages_axis, throughput_axis = report_figure(report).axes
+    assert [t.get_text() for t in throughput_axis.texts] == [f"too few samples to plot throughput ({len(samples)})"]
+    assert len(throughput_axis.lines) == 0 and not throughput_axis.axison
+    assert len(stages_axis.patches) == 2  # the stage bars still draw
+    assert render_png(report)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_enough_throughput_samples_draw_a_line_and_no_series_draws_no_panel():
+    axes = report_figure({"stages_seconds": {"embed": 1.0}, "throughput": REPORT["throughput"]}).axes
+    (line,) = axes[1].lines
+    assert list(line.get_ydata()) == [0, 9000, 21000, 33000] and len(axes[1].texts) == 0
+    assert len(report_figure({"stages": {"rerank": 3.0}}).axes) == 1  # a report without a series: one panel

@@ -16,7 +16,7 @@ from tests.pipeline.text_samples import QUERIES, TEXTS
 def test_minilm_matches_sentence_transformers(minilm_checkpoint):
     from sentence_transformers import SentenceTransformer
 
-    emb = Embedder.from_pretrained(minilm_checkpoint, device="cpu", max_batch_tokens=300)
+    emb = Embedder.from_pretrained(minilm_checkpoint, device="cpu", dtype="float32", max_batch_tokens=300)
     long_text = "token budget " * 200  # over MiniLM's 256-token max_seq_length
     texts = TEXTS + [long_text]
     got = emb.embed_documents(texts)

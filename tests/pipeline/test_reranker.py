@@ -13,11 +13,12 @@ from tests.pipeline.text_samples import QUERIES, TEXTS
 
 MAX_LEN = 160  # the fixed template takes ~60 tokens, so long documents get truncated
 PAIRS = [(q, d) for q in QUERIES[:3] for d in TEXTS]
+FP32 = {"device": "cpu", "dtype": "float32"}  # parity bounds hold at fp32; bf16 has its own tests
 
 
 @pytest.fixture(scope="module")
 def reranker(tiny_reranker_checkpoint):
-    return Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", max_length=MAX_LEN)
+    return Reranker.from_pretrained(tiny_reranker_checkpoint, **FP32, max_length=MAX_LEN)
 
 
 @pytest.mark.parametrize("instruction", [None, "Given a product search query, judge whether the product matches"])
@@ -31,7 +32,7 @@ def test_scores_match_the_reference(reranker, reranker_reference, instruction):
 
 
 def test_truncation_cuts_the_middle_tail_like_the_official_code(tiny_reranker_checkpoint, reranker_reference):
-    rr = Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", max_length=MAX_LEN)
+    rr = Reranker.from_pretrained(tiny_reranker_checkpoint, **FP32, max_length=MAX_LEN)
     ids = rr.tokenize_pairs(PAIRS)
     assert all(len(seq) <= MAX_LEN for seq in ids)
     assert rr.counters.truncated == 2 * 3
@@ -40,7 +41,7 @@ def test_truncation_cuts_the_middle_tail_like_the_official_code(tiny_reranker_ch
 
 @pytest.mark.parametrize("budget", [1, 500, 100_000])
 def test_micro_batch_budget_does_not_change_scores(tiny_reranker_checkpoint, reranker, budget):
-    other = Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", max_length=MAX_LEN, max_batch_tokens=budget)
+    other = Reranker.from_pretrained(tiny_reranker_checkpoint, **FP32, max_length=MAX_LEN, max_batch_tokens=budget)
     assert np.abs(other.score(PAIRS) - reranker.score(PAIRS)).max() <= 1e-5
     if budget == 1:
         assert other.counters.micro_batches == len(PAIRS)
@@ -66,7 +67,7 @@ def test_bad_pairs_raise_type_errors_naming_the_index(reranker):
 
 
 def test_non_finite_scores_are_masked_and_score_raises(tiny_reranker_checkpoint):
-    rr = Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", max_length=MAX_LEN)
+    rr = Reranker.from_pretrained(tiny_reranker_checkpoint, **FP32, max_length=MAX_LEN)
     docs = ["fine doc", "zebra poison", "another fine doc"]
     poison_id = rr.tokenizer(" poison", add_special_tokens=False)["input_ids"][0]
     # Fault injection: a NaN embedding row poisons exactly the pairs that contain that token.
@@ -80,3 +81,30 @@ def test_non_finite_scores_are_masked_and_score_raises(tiny_reranker_checkpoint)
     with pytest.raises(NonFiniteOutputError) as info:
         rr.score([("q", d) for d in docs])
     assert info.value.indices == [1]
+
+
+# bf16, the CPU default where the CPU multiplies bf16 natively. Its own bound: measured max |delta| 0.013
+# on these pairs with the wide-init model (fp32: <= 1e-4).
+BF16_MAX_SCORE_DELTA = 2e-2
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_default_precision_follows_what_torch_reports_about_the_cpu(tiny_reranker_checkpoint, monkeypatch, native):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_f": True, "avx512_bf16": native,
+                                                                 "amx_bf16": native})
+    rr = Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", max_length=MAX_LEN)
+    want = torch.bfloat16 if native else torch.float32
+    assert rr.precision == str(want).removeprefix("torch.")
+    assert {p.dtype for p in rr.model.parameters()} == {want}
+    assert rr.score(PAIRS[:3]).dtype == np.float32
+
+
+def test_bf16_scores_stay_close_to_the_fp32_reference(tiny_reranker_checkpoint, reranker, reranker_reference):
+    rr = Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", dtype="bfloat16", max_length=MAX_LEN)
+    want = ref.rerank(*reranker_reference, PAIRS, MAX_LEN)
+    got = rr.score(PAIRS)
+    shared = np.concatenate([rr.score_candidates(q, TEXTS)[0] for q in QUERIES[:3]])  # PAIRS' order
+    assert got.dtype == np.float32 and ((got >= 0) & (got <= 1)).all()
+    assert np.abs(got - want).max() <= BF16_MAX_SCORE_DELTA
+    assert np.abs(shared - want).max() <= BF16_MAX_SCORE_DELTA
+    assert np.abs(got - reranker.score(PAIRS)).max() > 1e-4  # it really ran in bf16

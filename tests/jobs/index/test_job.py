@@ -195,3 +195,44 @@ def test_real_quality_recall_through_qdrant_equals_brute_force(ray_session, tmp_
     recall_qdrant = float(np.mean([ids[i] in hits_qdrant[i] for i in range(len(ids))]))
     assert recall_qdrant == pytest.approx(recall_brute, abs=1e-9)
     assert recall_qdrant >= 0.65, recall_qdrant
+
+
+def _ray_chatter(stderr: str) -> list[str]:
+    """Ray's INFO lines: dataset progress (logging_progress.py), "execution finished" (streaming_executor.py)."""
+    return [line for line in stderr.splitlines()
+            if "streaming_executor" in line or "logging_progress" in line or " INFO " in line]
+
+
+def test_a_quiet_run_prints_no_ray_chatter_and_reports_startup_and_precision(tmp_path, tiny_embedding_checkpoint):
+    import torch
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in catalog_rows(30)))
+    cfg = index_config(tmp_path, str(src), tiny_embedding_checkpoint)
+    run = run_cli_subprocess(["index", "--config", cfg, "--log-level", "WARNING"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert _ray_chatter(run.stderr) == [], run.stderr[-3000:]
+    assert "Loading weights" not in run.stderr and "Progress bars disabled" not in run.stderr
+    report = read_report(tmp_path, "r1")
+    stages = report["stages_seconds"]
+    # Startup: Ray start plus the load pass until the first embedded batch reached the driver.
+    assert 0 < stages["ray start (driver, part of startup)"] < stages["startup (before the first batch)"]
+    assert stages["startup (before the first batch)"] <= stages["total wall"]
+    # The actors chose their precision from what torch reports about this CPU; the report and the
+    # collection record it, for information.
+    caps = torch.cpu.get_capabilities()
+    expected = "bfloat16" if caps.get("amx_bf16") or caps.get("avx512_bf16") else "float32"
+    assert report["model"]["precision"] == expected
+    with qdrant_at(tmp_path / "qdrant") as client:
+        assert client.get_collection("catalog").config.metadata["qbatch"]["precision"] == [expected]
+
+
+def test_debug_log_level_shows_rays_progress_lines(tmp_path, tiny_embedding_checkpoint):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in catalog_rows(10)))
+    cfg = index_config(tmp_path, str(src), tiny_embedding_checkpoint)
+    run = run_cli_subprocess(["index", "--config", cfg, "--log-level", "DEBUG"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert any("streaming_executor" in line for line in _ray_chatter(run.stderr)), run.stderr[-3000:]

@@ -90,7 +90,8 @@ def corpus_run(tmp_path_factory, stdlib_pairs, tiny_reranker_checkpoint, ray_ses
         "queries": {"uri": str(log.parent), "format": "jsonl"},
         "documents": {"source": "corpus", "id_column": "id", "text_column": "text"},
         "documents.corpus": {"uri": str(corpus)},
-        "reranker": {"model": str(tiny_reranker_checkpoint), "max_length": MAX_LENGTH, "queries_per_batch": 8},
+        "reranker": {"model": str(tiny_reranker_checkpoint), "max_length": MAX_LENGTH, "queries_per_batch": 8,
+                     "dtype": "float32"},  # the parity test below compares shared and unshared scores at 1e-4
         "output": {"uri": str(tmp / "out"), "run_date": DAY.isoformat()},
         "run": {"max_reject_ratio": 0.1, "progress": False}})
     first = rerank(config)
@@ -119,7 +120,7 @@ def test_scores_equal_unshared_reranker_scores(corpus_run):
 
     table = corpus_run["first"].to_pandas()
     sample = table[table["query_id"].isin(sorted(set(table["query_id"]))[:12])]
-    reranker = Reranker.from_pretrained(corpus_run["checkpoint"], max_length=MAX_LENGTH)
+    reranker = Reranker.from_pretrained(corpus_run["checkpoint"], max_length=MAX_LENGTH, dtype="float32")
     expected = reranker.score(list(zip(sample["query"], (corpus_run["corpus"][d] for d in sample["doc_id"]))))
     assert len(sample) >= 12
     assert abs(sample["rerank_score"].to_numpy() - expected).max() <= 1e-4
@@ -151,6 +152,7 @@ def test_metrics_report_compares_before_and_after(corpus_run):
     report = json.loads(Path(corpus_run["out"], "_reports", f"run_date={DAY.isoformat()}", "runs", "20261127",
                              "report.json").read_text())
     assert report["counts"]["scored_pairs"] == len(corpus_run["good"]) and report["pairs_per_s"] > 0
+    assert report["precision"] == "float32"  # what the actors ran in: the config pins it
     assert report["exit"]["code"] == 0
 
 
