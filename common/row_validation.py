@@ -24,7 +24,7 @@ class RejectReason(str, enum.Enum):
 
     MISSING_ID = "missing_id"
     INVALID_ID = "invalid_id"
-    DUPLICATE_ID = "duplicate_id"  # assigned by the driver, which sees every id
+    DUPLICATE_ID = "duplicate_id"  # assigned by the run's plan, which scans every id before embedding
     EMPTY_TEXT = "empty_text"
     NON_STRING_FIELD = "non_string_field"
     BAD_UTF8 = "bad_utf8"
@@ -77,7 +77,7 @@ class ValidatedRow:
     payload: dict[str, Any] | None = None
     lang: str | None = None
     reason: RejectReason | None = None
-    stage: str | None = None  # "read" or "prep" for rejects
+    stage: str | None = None  # "read", "prep" or "plan" (duplicate ids) for rejects
     detail: str | None = None
     original_row: str | None = None
 
@@ -185,7 +185,7 @@ def validate_record(obj: Mapping[str, Any], columns: ColumnSpec, file: str, line
     lang = None
     if isinstance(lang_value, str) and not _has_surrogates(lang_value):
         lang = lang_value.strip() or None  # a language is a tag; anything else is no language
-    # Good rows keep their record too: the driver dead-letters a duplicate id with its original row.
+    # Good rows keep their record too: a document whose embedding fails is dead-lettered with it.
     return ValidatedRow(file=file, line=line, doc_id=doc_id, text=text, payload=payload, lang=lang,
                         original_row=original_row)
 
@@ -198,6 +198,15 @@ def validate_raw_records(raw: pa.Table, columns: ColumnSpec) -> Iterator[Validat
     raws = raw.column("_raw").to_pylist()
     errors = raw.column("_read_error").to_pylist()
     for file, line, record, raw_text, error in zip(files, lines, records, raws, errors):
+        if error == RejectReason.DUPLICATE_ID.value:  # the run's plan found this id earlier in the corpus
+            try:
+                first = validate_record(json.loads(record), columns, file, line, record)
+            except (TypeError, ValueError, AttributeError):
+                first = ValidatedRow(file=file, line=line)
+            yield ValidatedRow(file=file, line=line, doc_id=first.doc_id, reason=RejectReason.DUPLICATE_ID,
+                               stage="plan", detail="an earlier record (in file order, then line order) has this id",
+                               original_row=record if record is not None else raw_text)
+            continue
         if error is not None or record is None:
             reason = RejectReason(error) if error else RejectReason.BROKEN_JSON
             yield ValidatedRow(file=file, line=line, reason=reason, stage="read",

@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.end_of_file import END_OF_FILE
+from common.end_of_file import END_OF_FILE, UnitEnd
 from common.errors import SourceError
 from connectors.corpus_listing import CorpusFile
 from connectors.object_store import filesystem_for, storage_error
@@ -55,13 +55,16 @@ Row = tuple[int, str | None, str | None, str | None]  # (_line, _record, _raw, _
 
 
 def iter_record_batches(file: CorpusFile, storage: ObjectStoreOptions | None = None,
-                        batch_rows: int = 2048, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
-    """Tables of at most `batch_rows` raw records in file order. `columns` limits Parquet reads."""
+                        batch_rows: int = 2048, columns: Sequence[str] | None = None,
+                        skip_lines: Sequence[tuple[int, int]] = ()) -> Iterator[pa.Table]:
+    """Tables of at most `batch_rows` raw records in file order. `columns` limits Parquet reads.
+    `skip_lines` (inclusive 1-based record ranges) lets a Parquet reader leave out whole row groups that
+    lie inside them (their records may be left out; other formats are read through)."""
     fs, path = filesystem_for(file.uri, storage)
     try:
         if file.format == "parquet":
             with fs.open_input_file(path) as f:
-                yield from _batched(file.uri, _parquet_rows(f, batch_rows, columns), batch_rows)
+                yield from _batched(file.uri, _parquet_rows(f, batch_rows, columns, skip_lines), batch_rows)
         elif file.format == "jsonl":
             with fs.open_input_stream(path, compression="detect") as f:
                 yield from _batched(file.uri, _jsonl_rows(f), batch_rows)
@@ -77,8 +80,9 @@ def iter_record_batches(file: CorpusFile, storage: ObjectStoreOptions | None = N
         raise storage_error("read", file.uri, e, storage) from None
 
 
-def end_of_file_row(uri: str, records: int) -> pa.Table:
-    return _to_table(uri, [(records, None, None, END_OF_FILE)])
+def end_of_unit_row(uri: str, records: int, end: UnitEnd) -> pa.Table:
+    """The marker row that closes one checkpoint unit (common/end_of_file.py); `records` read so far."""
+    return _to_table(uri, [(records, end.to_json(), None, END_OF_FILE)])
 
 
 def _batched(uri: str, rows: Iterable[Row], batch_rows: int) -> Iterator[pa.Table]:
@@ -218,17 +222,23 @@ def _csv_rows(stream: Any, uri: str) -> Iterator[Row]:
 
 # --- Parquet -----------------------------------------------------------------------------------
 
-def _parquet_rows(f: Any, batch_rows: int, columns: Sequence[str] | None) -> Iterator[Row]:
+def _parquet_rows(f: Any, batch_rows: int, columns: Sequence[str] | None,
+                  skip_lines: Sequence[tuple[int, int]] = ()) -> Iterator[Row]:
     pf = pq.ParquetFile(f)
     wanted = None
     if columns is not None:
         names = set(pf.schema_arrow.names)
         wanted = [c for c in dict.fromkeys(columns) if c in names]
     number = 0
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=wanted):
-        for row in batch.to_pylist():
-            number += 1
-            yield number, json.dumps(to_jsonable(row), ensure_ascii=False, allow_nan=False), None, None
+    for group in range(pf.num_row_groups):
+        rows = pf.metadata.row_group(group).num_rows
+        if any(lo <= number + 1 and number + rows <= hi for lo, hi in skip_lines):
+            number += rows  # every record of this row group is in a range the caller skips: not even read
+            continue
+        for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[group], columns=wanted):
+            for row in batch.to_pylist():
+                number += 1
+                yield number, json.dumps(to_jsonable(row), ensure_ascii=False, allow_nan=False), None, None
 
 
 def to_jsonable(value: Any) -> Any:

@@ -1,22 +1,26 @@
-"""Per-input-file completion markers, so a rerun of a crashed run skips the files it already finished.
+"""Per-unit completion markers, so a rerun of a crashed run skips the checkpoint units it finished.
 
-Layout under `{root}/runs/{run_id}/files/` (the index job's root is `{output_uri}/{alias}`), one key per input file (sha256[:16] of its URI):
+A unit is a bounded range of one input file's records (common/end_of_file.py; `run.checkpoint_rows`).
+Layout under `{root}/runs/{run_id}/files/` (the index job's root is `{output_uri}/{alias}`), one stem
+per unit, `{key}.u{unit:06d}`, where key is sha256[:16] of the file's URI:
 
-    {key}.manifest.parquet     the file's manifest rows (MANIFEST_SCHEMA)
-    {key}.dead_letter.parquet  its rejected rows, only when there were any
-    {key}.done.json            {"file": uri, "counts": {...}}, written LAST
-    {key}.started              empty; written when the file's first rows land, so a resumed run can
-                               tell the work a crash left in flight from work never begun
+    {stem}.manifest.parquet     the unit's manifest rows (MANIFEST_SCHEMA)
+    {stem}.dead_letter.parquet  its rejected rows, only when there were any
+    {stem}.done.json            {"file": uri, "unit": u, "units": n or null, "counts": {...}}, written LAST
+    {stem}.started              empty; written when the unit's first rows are acknowledged, so a resumed
+                                run can tell the work a crash left in flight from work never begun
 
-The marker is written only after the data parts, so a crash between them leaves an unmarked file
-that the next attempt simply redoes; readers only ever look at parts whose marker exists.
+The marker is written only after the data parts, and parts have deterministic names, so a crash
+between them leaves an unmarked unit that the next attempt simply redoes; readers only ever look at
+parts whose marker exists. A file is done when all its units are: the last unit's marker says how
+many the file has.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -51,6 +55,25 @@ def file_key(file_uri: str) -> str:
     return hashlib.sha256(file_uri.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
+def unit_stem(file_uri: str, unit: int) -> str:
+    """The stable, path-safe name of one checkpoint unit of an input file."""
+    return f"{file_key(file_uri)}.u{int(unit):06d}"
+
+
+def sum_counts(counts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Add up per-unit counts: numbers add, and so do the `rejected` reason -> count maps."""
+    total: dict[str, Any] = {}
+    for c in counts:
+        for k, v in c.items():
+            if isinstance(v, dict):
+                merged = total.setdefault(k, {})
+                for reason, n in v.items():
+                    merged[reason] = merged.get(reason, 0) + int(n)
+            else:
+                total[k] = total.get(k, 0) + v
+    return total
+
+
 class FileProgressStore:
     """Completion markers and per-file outputs of one run."""
 
@@ -62,35 +85,46 @@ class FileProgressStore:
     file_key = staticmethod(file_key)
 
     def mark_done(self, file_uri: str, counts: dict[str, Any], manifest_rows: pa.Table,
-                  dead_letter_rows: pa.Table | None = None) -> str:
-        """Write the file's parts, then its marker; returns the key. Redoing a file replaces its parts."""
-        key = file_key(file_uri)
+                  dead_letter_rows: pa.Table | None = None, unit: int = 0, units: int | None = 1) -> str:
+        """Write unit `unit`'s parts, then its marker; returns the unit's stem. Redoing a unit replaces its
+        parts. `units` is the file's unit count, given with its last unit (a one-unit file by default)."""
+        key = unit_stem(file_uri, unit)
         write_bytes(self._uri(key, _MANIFEST), table_to_parquet(conform_manifest(manifest_rows)), self._storage)
         if dead_letter_rows is not None and dead_letter_rows.num_rows:
             write_bytes(self._uri(key, _DEAD), table_to_parquet(dead_letter_rows), self._storage)
         else:
             self._delete_if_present(key, _DEAD)  # an earlier attempt's rejects must not come back
-        marker = json.dumps({"file": file_uri, "counts": counts}, sort_keys=True).encode()
+        marker = json.dumps({"file": file_uri, "unit": unit, "units": units, "counts": counts}, sort_keys=True).encode()
         write_bytes(self._uri(key, _DONE), marker, self._storage)
         return key
 
-    def mark_started(self, file_uri: str) -> None:
-        write_bytes(self._uri(file_key(file_uri), _STARTED), b"", self._storage)
+    def mark_started(self, file_uri: str, unit: int = 0) -> None:
+        write_bytes(self._uri(unit_stem(file_uri, unit), _STARTED), b"", self._storage)
 
     def started_keys(self) -> set[str]:
-        """Keys of files whose rows began to land in some attempt (done or not)."""
+        """Stems of units whose rows began to land in some attempt (done or not)."""
         return {info.base_name[:-len(_STARTED)] for info in self._list() if info.base_name.endswith(_STARTED)}
 
-    def done_files(self) -> dict[str, dict[str, Any]]:
-        """file URI -> counts, for every file with a marker, in key order."""
+    def done_units(self) -> dict[str, dict[int, dict[str, Any]]]:
+        """file URI -> {unit: its marker}, for every unit with a marker. One small read per unit."""
         uris = [self._uri(key, _DONE) for key in self._done_keys()]
         with ThreadPoolExecutor(max_workers=_MARKER_READERS) as pool:
             markers = list(pool.map(lambda uri: read_bytes(uri, self._storage), uris))
-        done: dict[str, dict[str, Any]] = {}
+        done: dict[str, dict[int, dict[str, Any]]] = {}
         for data in markers:
             if data is not None:  # cleared between listing and reading
                 marker = json.loads(data)
-                done[marker["file"]] = marker["counts"]
+                done.setdefault(marker["file"], {})[int(marker.get("unit", 0))] = marker
+        return done
+
+    def done_files(self) -> dict[str, dict[str, Any]]:
+        """file URI -> counts summed over its units, for every file whose units are all done."""
+        done: dict[str, dict[str, Any]] = {}
+        for uri, units in sorted(self.done_units().items()):
+            total = next((m["units"] for m in units.values() if m.get("units") is not None), None)
+            if total is None or any(u not in units for u in range(int(total))):
+                continue  # some unit is still to do
+            done[uri] = sum_counts(m["counts"] for m in units.values())
         return done
 
     def iter_manifest_rows(self, batch_rows: int = 65_536) -> Iterator[pa.Table]:

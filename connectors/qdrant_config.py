@@ -33,6 +33,7 @@ class QdrantConfig(BaseModel):
     api_key_env: str = Field("QDRANT_API_KEY", description="environment variable holding the API key")
     api_key_file: str | None = Field(None, description="file holding the API key (e.g. a mounted Kubernetes secret)")
     prefer_grpc: bool = Field(False, description="use gRPC for data transfer (server mode)")
+    grpc_port: int = Field(6334, ge=1, le=65535, description="the server's gRPC port, used with prefer_grpc")
     timeout_s: float = Field(30.0, gt=0, description="request timeout in seconds")
     collection: str = Field("qbatch", description="collection (or alias) name")
     distance: Literal["cosine", "dot", "euclid"] = Field("cosine", description="vector distance")

@@ -3,7 +3,9 @@ a server differ only in the constructor; everything downstream uses the same qdr
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -12,6 +14,8 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from common.errors import ConfigError, LockHeldError, SinkUnreachableError
 from connectors.qdrant_config import QdrantConfig
+
+log = logging.getLogger("qbatch.qdrant")
 
 
 def safe_target(cfg: QdrantConfig) -> str:
@@ -33,19 +37,33 @@ def scrub(text: str, secrets: list[str | None]) -> str:
     return text
 
 
-def _open_local(cfg: QdrantConfig) -> QdrantClient:
+LOCAL_LOCK_WAIT_S = 60.0  # a local folder's lock is waited for this long: Ray ends a dead run's workers in seconds
+
+
+def _open_local(cfg: QdrantConfig, wait_s: float = LOCAL_LOCK_WAIT_S, poll_s: float = 0.5) -> QdrantClient:
+    """A local-mode client; the folder's lock is retried for `wait_s`, because the one process allowed in
+    may be a writer actor that Ray is still tearing down (after a load pass, or after its run crashed)."""
     folder = Path(cfg.path or "./qdrant-data")
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        return QdrantClient(path=str(folder))
-    except RuntimeError as e:
-        # qdrant-client's local mode takes an exclusive file lock on the folder.
-        if "already accessed" in str(e):
+    deadline, waited = time.monotonic() + wait_s, False
+    while True:
+        try:
+            return QdrantClient(path=str(folder))
+        except RuntimeError as e:
+            # qdrant-client's local mode takes an exclusive file lock on the folder.
+            if "already accessed" not in str(e):
+                raise
+            if time.monotonic() < deadline:
+                if not waited:
+                    log.info("local Qdrant folder %s is open in another process; waiting up to %.0f s",
+                             folder.resolve(), wait_s)
+                    waited = True
+                time.sleep(poll_s)
+                continue
             raise LockHeldError(
                 f"local Qdrant folder {folder.resolve()} is open in another process; local mode allows "
                 "one client per folder. Wait for it to finish or use a Qdrant server (qdrant.url)."
             ) from None
-        raise
 
 
 def _open_server(cfg: QdrantConfig, api_key: str | None) -> QdrantClient:
@@ -53,6 +71,7 @@ def _open_server(cfg: QdrantConfig, api_key: str | None) -> QdrantClient:
         url=cfg.url,
         api_key=api_key,
         prefer_grpc=cfg.prefer_grpc,
+        grpc_port=cfg.grpc_port,
         # qdrant-client types the timeout as int seconds; round up so a short timeout never becomes 0.
         timeout=max(1, math.ceil(cfg.timeout_s)),
         # The probe below is the one request we want; the version check would be a second round trip
@@ -68,7 +87,7 @@ def connect(cfg: QdrantConfig) -> QdrantClient:
     api_key = cfg.resolve_api_key()
     where = safe_target(cfg)
     if cfg.prefer_grpc:
-        where += " (gRPC on port 6334)"  # qdrant-client's gRPC port, whatever port the URL names
+        where += f" (gRPC on port {cfg.grpc_port})"  # qdrant.grpc_port, whatever port the URL names
     secrets = [api_key, urlsplit(cfg.url or "").password]
     client: QdrantClient | None = None
     try:

@@ -48,7 +48,7 @@ class UndoLog:
     """`capture(client, ids)` before writing `ids`; `restore(client)` to undo the run."""
 
     def __init__(self, run_folder: str, collection: str, run_id: str, storage: ObjectStoreOptions | None = None):
-        self.uri = join_uri(run_folder, "undo")
+        self.run_folder, self.uri = run_folder, join_uri(run_folder, "undo")
         self.collection, self.run_id, self._storage = collection, run_id, storage
         self._prefix = uuid.uuid4().hex[:12]  # parts of different attempts never collide
         self._parts = 0

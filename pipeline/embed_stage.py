@@ -20,9 +20,11 @@ import pyarrow as pa
 NON_FINITE_VECTOR = "non_finite_vector"
 
 # Test-only fault injection, read once per actor. QBATCH_TEST_EMBED_DELAY_S slows every batch so a
-# kill lands mid-run; QBATCH_TEST_FAIL_ONCE_FILE makes the first actor that finds the file delete it
-# and die, to exercise Ray's actor restart. Never set in production.
+# kill lands mid-run; QBATCH_TEST_SLOW_FILE="NAME:SECONDS" slows only batches of input files whose URI
+# contains NAME, so files finish out of order; QBATCH_TEST_FAIL_ONCE_FILE makes the first actor that
+# finds the file delete it and die, to exercise Ray's actor restart. Never set in production.
 _DELAY_ENV = "QBATCH_TEST_EMBED_DELAY_S"
+_SLOW_FILE_ENV = "QBATCH_TEST_SLOW_FILE"
 _FAIL_ONCE_ENV = "QBATCH_TEST_FAIL_ONCE_FILE"
 
 
@@ -40,10 +42,14 @@ class EmbedStage:
         self.dim = self.embedder.dim
         self._delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
         self._fail_once = os.environ.get(_FAIL_ONCE_ENV)
+        slow = os.environ.get(_SLOW_FILE_ENV)
+        self._slow_file = (slow.rsplit(":", 1)[0], float(slow.rsplit(":", 1)[1])) if slow else None
 
-    def _maybe_inject_fault(self) -> None:
+    def _maybe_inject_fault(self, batch: pa.Table) -> None:
         if self._delay:
             time.sleep(self._delay)
+        if self._slow_file and batch.num_rows and self._slow_file[0] in batch.column("_file")[0].as_py():
+            time.sleep(self._slow_file[1])
         if self._fail_once:
             try:
                 os.remove(self._fail_once)
@@ -52,7 +58,7 @@ class EmbedStage:
             os._exit(17)  # simulate a crashed actor process; Ray restarts it and retries the task
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        self._maybe_inject_fault()
+        self._maybe_inject_fault(batch)
         start = time.perf_counter()
         n = batch.num_rows
         reasons = batch.column("reject_reason").to_pylist()

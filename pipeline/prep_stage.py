@@ -24,8 +24,9 @@ document and one row per rejected record, in input order:
     reject_reason   string        null for good rows, else a RejectReason value
     reject_stage    string        null for good rows, "read" or "prep" for rejects
     reject_detail   string        human-readable detail for rejects
-    reject_stage also takes "eof" on the end-of-file marker row that closes each file (`_line` = the file's
-    record count; no text, no tokens), so the driver can checkpoint a finished file.
+    reject_stage also takes "eof" on the end-of-unit marker row that closes each checkpoint unit (`_line` =
+    records read so far, `reject_detail` = the marker's JSON, common/end_of_file.py; no text, no tokens),
+    so the driver can checkpoint a finished unit.
     original_row    string        the JSON record (or the raw line if unreadable) on rejects and on chunk 0
                                   of good documents, so the driver can dead-letter a duplicate id whole
 """
@@ -122,17 +123,18 @@ class PrepStage:
                 self._add_reject(out, row)
         if not self._scan_only:
             self._add_tokens(out, chunk_texts)
-        for marker in markers:  # the marker closes its file, so it goes last
-            self._add_end_of_file(out, marker["_file"], marker["_line"])
+        for marker in markers:  # a marker closes its unit, so it goes last
+            self._add_end_of_unit(out, marker["_file"], marker["_line"], marker["_record"])
         table = pa.Table.from_pydict(out, schema=PREP_SCHEMA)
         seconds = [time.perf_counter() - start] + [0.0] * (table.num_rows - 1)
         return table.append_column("_prep_seconds", pa.array(seconds[:table.num_rows], pa.float64()))
 
     @staticmethod
-    def _add_end_of_file(out: dict[str, list[Any]], file: str, records: int) -> None:
+    def _add_end_of_unit(out: dict[str, list[Any]], file: str, records: int, unit_end: str | None) -> None:
         values = {name: None for name in PREP_SCHEMA.names}
         values.update({"chunk": 0, "n_chunks": 0, "span_start": 0, "span_end": 0, "token_ids": [], "n_tokens": 0,
-                       "truncated": False, "_file": file, "_line": records, "reject_stage": EOF_STAGE})
+                       "truncated": False, "_file": file, "_line": records, "reject_stage": EOF_STAGE,
+                       "reject_detail": unit_end})
         for name, value in values.items():
             out[name].append(value)
 

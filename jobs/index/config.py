@@ -85,6 +85,12 @@ class RunConfig(JobRunFields):
         "full", description="full: blue/green rebuild behind the alias; incremental: diff against the live "
                             "manifest and update in place; append: upsert new and changed docs, delete nothing")
     keep: int = Field(2, ge=1, description="collections kept per alias (the live one included) after a switch")
+    checkpoint_rows: int = Field(
+        50_000, ge=1, description="records per checkpoint unit: a crashed run redoes at most the units in flight, "
+                                  "each a range of at most this many records of one file")
+    block_bytes: int = Field(
+        4 << 20, ge=1 << 10, description="Ray Data block size in bytes for this job's datasets: smaller blocks "
+                                        "stream to the writers sooner and leave less in flight; larger ones cost less")
     lock_ttl_s: float = Field(900.0, gt=0, description="the alias lock expires this long after its last refresh; "
                                                        "a background heartbeat refreshes it every third of this")
 

@@ -1,10 +1,16 @@
-"""Builds the index job's Ray Data plan: read (one task per file) -> prep (tokenise, chunk) ->
-embed (actor pool) -> driver. Pool sizes come from the cluster's resources, leaving CPU for the
-read and prep stages: an embed pool that reserves every CPU starves them and the job stalls."""
+"""Builds the index job's Ray Data plan: read (one task per file, cut into checkpoint units) -> prep
+(tokenise, chunk) -> embed (actor pool) -> Qdrant writer (actor pool) -> driver, which receives only
+acknowledgement rows. Pool sizes come from the cluster's resources, leaving CPU for the read and prep
+stages: an embed pool that reserves every CPU starves them and the job stalls. Nothing here needs rows
+in order: duplicates are decided by the run's plan before embedding, and units are checkpointed by
+count (jobs/index/ack_book.py)."""
 
 from __future__ import annotations
 
 import logging
+
+from dataclasses import dataclass
+from typing import Any
 
 from jobs.index.config import IndexConfig
 from jobs.runtime.actor_pool import PoolPlan
@@ -12,24 +18,52 @@ from jobs.runtime.actor_pool import PoolPlan
 log = logging.getLogger("qbatch.index")
 
 
+@dataclass(frozen=True)
+class WriterTarget:
+    """Where the writer stage writes: the collection, the run's payload fields, and the undo log of an
+    in-place run (None for a new collection)."""
+
+    qdrant: Any  # connectors.qdrant_config.QdrantConfig, with local paths absolute and the API key resolved
+    collection: str
+    run_id: str
+    indexed_at: str
+    payload_columns: list[str]
+    undo: dict | None = None  # {"run_folder": ..., "storage": ...}
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What the readers send on: per file, the records to process (None = all), the records to mark as
+    duplicates, and the checkpoint units an earlier attempt finished."""
+
+    keep_lines: dict[str, str] | None = None
+    duplicate_lines: dict[str, str] | None = None
+    skip_units: dict[str, set[int]] | None = None
+
+
 def build_index_dataset(cfg: IndexConfig, files, fingerprint: dict, dim: int, pools: PoolPlan,
-                        read_batch_rows: int = 1024, keep_lines: dict[str, str] | None = None,
-                        scan_only: bool = False):
-    """The lazy Ray dataset of embedded chunk rows, in input order (`scan_only`: prepared document
-    rows with hashes and no vectors, for the diff pass of an incremental run)."""
+                        read: ReadPlan = ReadPlan(), writer: WriterTarget | None = None, scan_only: bool = False):
+    """The lazy Ray dataset of acknowledgement rows (`writer`), or of prepared document rows with hashes
+    and no tokens or vectors (`scan_only`, for a run's plan)."""
     import ray
 
     from connectors.corpus_datasource import CorpusDatasource
-    from pipeline.embed_stage import EmbedStage
     from pipeline.prep_stage import PrepStage
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True  # first occurrence of a duplicate id wins, deterministically
+    files = list(files)
+    uris = {f.uri for f in files}
+    only = lambda mapping: {u: v for u, v in (mapping or {}).items() if u in uris}  # noqa: E731
     ds = ray.data.read_datasource(
-        CorpusDatasource(files, cfg.source.storage, batch_rows=read_batch_rows, columns=cfg.columns.input_columns(),
-                         keep_lines=keep_lines),
+        CorpusDatasource(files, cfg.source.storage, batch_rows=cfg.embed.batch_size,
+                         columns=cfg.columns.input_columns(),
+                         keep_lines=only(read.keep_lines) if read.keep_lines is not None else None,
+                         unit_rows=cfg.run.checkpoint_rows, skip_units=only(read.skip_units),
+                         duplicate_lines=only(read.duplicate_lines)),
         num_cpus=pools.read_num_cpus,
     )
+    # This dataset's own context (never the process-global one): bounded blocks, in no particular order.
+    ds.context.target_max_block_size = cfg.run.block_bytes
+    ds.context.execution_options.preserve_order = False
     tokenizer_factory = DocumentTokenizerFactory(cfg.embed.model, cfg.embed.max_length, cfg.embed.doc_instruction)
     ds = ds.map_batches(
         PrepStage,
@@ -40,14 +74,33 @@ def build_index_dataset(cfg: IndexConfig, files, fingerprint: dict, dim: int, po
     )
     if scan_only:
         return ds
+    if writer is None:
+        raise ValueError("an embedding pass needs a writer target")
+    from connectors.qdrant_writer_stage import QdrantWriterStage
+    from pipeline.embed_stage import EmbedStage
+
     embedder_kwargs = dict(name_or_path=cfg.embed.model, dim=cfg.embed.dim, max_length=cfg.embed.max_length,
                            device=cfg.embed.device, dtype=cfg.embed.dtype, max_batch_tokens=cfg.embed.max_batch_tokens)
+    # A batch may cut a document between chunks: the writer acks each part, the driver joins them.
     ds = ds.map_batches(
         EmbedStage,
         fn_constructor_args=(embedder_kwargs, pools.torch_threads),
         batch_format="pyarrow", batch_size=cfg.embed.batch_size,
         compute=ray.data.ActorPoolStrategy(min_size=pools.concurrency[0], max_size=pools.concurrency[1]),
         num_cpus=pools.num_cpus, num_gpus=pools.num_gpus or None,
+    )
+    remote_args: dict[str, Any] = {}
+    if writer.qdrant.is_local:  # the one writer owns the local folder: it must run where the folder is
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        remote_args["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=False)
+    ds = ds.map_batches(
+        QdrantWriterStage,
+        fn_constructor_args=(writer.qdrant, writer.collection, writer.run_id, writer.indexed_at,
+                             writer.payload_columns, writer.undo),
+        batch_format="pyarrow", batch_size=None, num_cpus=pools.writer_num_cpus,
+        compute=ray.data.ActorPoolStrategy(size=pools.writers), **remote_args,
     )
     return ds
 

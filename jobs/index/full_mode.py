@@ -1,5 +1,5 @@
-"""`run.mode = "full"`: blue/green rebuild. Load a new collection `{alias}__{run_id}` with indexing
-off, turn indexing on and wait for green, run the gates, and only then switch the alias in one call.
+"""`run.mode = "full"`: blue/green rebuild. Scan the corpus for duplicate ids (hashes only), load a new
+collection `{alias}__{run_id}` with indexing off, turn indexing on and wait for green, run the gates, and only then switch the alias in one call.
 Old collections beyond `run.keep` are deleted after a successful switch. Every phase is safe to redo."""
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ import time
 
 from common.errors import GateFailedError
 from jobs.index.gates import GateBook, embed_queries_remote, golden_recall_of, load_golden
+from jobs.index.dataset_plan import ReadPlan
+from jobs.index.full_plan import plan_full
 from jobs.index.load_pass import run_load_pass
 from jobs.index.run_context import IndexRun
 
@@ -41,8 +43,11 @@ def run_full(run: IndexRun, dead_letter) -> None:
     state = run.state_store.load()
     if not state.reached("loaded"):
         ensure_collection(client, cfg.qdrant, coll, run.creation_spec(), bulk_load=True)
-    load = run_load_pass(cfg, client, coll, run.files, run.spec, run.run_id, run.pools, run.progress,
-                         check_lock=run.check_lock)
+        plan = plan_full(run)  # duplicates decided before embedding; read back on a resume
+        run.report["duplicate_plan"] = plan
+        load = run_load_pass(run, run.files, ReadPlan(duplicate_lines=plan.duplicate_lines))
+    else:  # loaded by an earlier attempt: the totals come from the unit markers
+        load = run_load_pass(run, run.files)
     run.report["load"] = load
     run.check_lock()
     run.check_reject_ratio(load.totals["read"], sum(load.rejected.values()),

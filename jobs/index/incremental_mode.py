@@ -18,6 +18,7 @@ import logging
 
 from common.errors import GateFailedError
 from jobs.index.gates import GateBook, embed_queries_remote, golden_recall_of, load_golden
+from jobs.index.dataset_plan import ReadPlan
 from jobs.index.incremental_plan import scan_and_plan
 from jobs.index.load_pass import run_load_pass
 from jobs.index.run_context import IndexRun
@@ -59,7 +60,7 @@ def _refresh(run: IndexRun, dead_letter, append: bool, undo) -> None:
     if not state.reached("loaded"):
         with ManifestWriter(run.out, run.alias, new_key, n_buckets=old.n_buckets, storage=run.storage) as manifest:
             plan = scan_and_plan(cfg, run.files, run.spec, run.pools, run.run_id, old, dead_letter, manifest, append,
-                                 run.run_root)
+                                 run.run_folder)
             try:
                 run.report["plan"] = plan
                 failures = gate_projection(plan.summary, old.summary()["docs"], cfg.gates.max_delete_ratio,
@@ -70,15 +71,14 @@ def _refresh(run: IndexRun, dead_letter, append: bool, undo) -> None:
                     run.report["gates"] = [{"gate": "diff_projection", "passed": False, "message": m}
                                            for m in failures]
                     raise GateFailedError("refused before writing anything: " + "; ".join(failures))
-                run.check_reject_ratio(plan.read, sum(plan.rejected.values()),
+                run.check_reject_ratio(plan.read, sum(plan.rejected.values()) + plan.duplicates,
                                        "refused before writing anything to the live collection")
                 golden_before = golden_recall_of(client, coll, golden, vectors, cfg.gates.golden_k) \
                     if golden else None
                 if golden and plan.summary.deleted:
                     gate_golden_before_writing(run, plan, golden, vectors, golden_before)
                 files = [f for f in run.files if f.uri in plan.keep_lines]
-                load = run_load_pass(cfg, client, coll, files, run.spec, run.run_id, run.pools, run.progress,
-                                     keep_lines=plan.keep_lines, check_lock=run.check_lock, undo=undo)
+                load = run_load_pass(run, files, ReadPlan(plan.keep_lines, plan.duplicate_lines), undo=undo)
                 run.report["load"] = load
                 run.check_lock()
                 updated = apply_payload_updates(run, plan, undo)
@@ -102,7 +102,7 @@ def _refresh(run: IndexRun, dead_letter, append: bool, undo) -> None:
     run.report["incremental"] = {"payload_updated_docs": details.get("updated", 0),
                                  "deleted_points": details.get("deleted_points", 0)}
     if "load" not in run.report:  # resumed after loading: the totals come from the progress markers
-        run.report["load"] = run_load_pass(cfg, client, coll, [], run.spec, run.run_id, run.pools, run.progress)
+        run.report["load"] = run_load_pass(run, [])
     key = details["manifest"]
     summary = ManifestReader(run.out, run.alias, key, storage=run.storage).summary()
 

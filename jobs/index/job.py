@@ -79,7 +79,9 @@ def run_index(cfg: IndexConfig, args: argparse.Namespace) -> int:
     register_config_secrets(cfg)
     from connectors.qdrant_connection import connect, safe_target
 
-    client = connect(cfg.qdrant)  # fail fast, before the corpus is read
+    from connectors.qdrant_lease import QdrantLease
+
+    client = QdrantLease(cfg.qdrant, connect(cfg.qdrant))  # fail fast, before the corpus is read
     log.info("qdrant reachable at %s", safe_target(cfg.qdrant))
     try:
         return _run_with_client(cfg, args, client)
@@ -158,7 +160,9 @@ def _run_locked(run: IndexRun, args) -> int:
         ray_start = time.perf_counter()
         init_ray(getattr(args, "ray_address", None))
         run.report["ray_start_s"] = time.perf_counter() - ray_start
-        run.pools = plan_and_wait("embed", cfg.embed, cpu_stages=True)  # may wait for the GPUs to arrive
+        # Local mode allows one client per folder: one writer actor. A server takes `qdrant.parallel_writers`.
+        writers = 1 if cfg.qdrant.is_local else cfg.qdrant.parallel_writers
+        run.pools = plan_and_wait("embed", cfg.embed, cpu_stages=True, writers=writers)  # may wait for GPUs
         log.info("pools: %s", run.pools.describe())
         error: BaseException | None = None
         from connectors.dead_letter_writer import DeadLetterWriter

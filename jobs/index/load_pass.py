@@ -1,20 +1,21 @@
-"""One embed-and-upsert pass over a list of corpus files into one collection, resumable per file.
+"""One embed-and-write pass over a list of corpus files into one collection, resumable per checkpoint unit.
 
-Files with a completion marker from an earlier attempt are skipped; their counts come from the marker,
-so the totals stay exact across crashes. Duplicate-id detection is rebuilt from the done files'
-manifest rows (on disk, never an in-memory id set)."""
+The Ray plan reads, prepares, embeds and writes (jobs/index/dataset_plan.py); the driver only keeps
+the books (jobs/index/ack_book.py). Units with a completion marker from an earlier attempt are not
+read again; their counts come from the markers, so the totals stay exact across crashes. A resume
+reads the markers, never the manifest rows."""
 
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import logging
 import sys
 import time
 from dataclasses import dataclass, field
 
-from jobs.index.config import IndexConfig
-from jobs.index.dataset_plan import build_index_dataset
-from jobs.index.sink import COUNT_KEYS, IndexSink
+from jobs.index.ack_book import COUNT_KEYS, AckBook
+from jobs.index.dataset_plan import ReadPlan, WriterTarget, build_index_dataset
 from jobs.runtime.progress_line import ProgressLine
 
 log = logging.getLogger("qbatch.index")
@@ -26,71 +27,90 @@ class LoadResult:
     rejected: collections.Counter = field(default_factory=collections.Counter)
     files_total: int = 0
     files_skipped_done: int = 0  # finished by an earlier attempt
-    files_resumed: int = 0  # started but not finished by an earlier attempt: their work is redone
-    docs_redone: int = 0  # docs of resumed files processed again in this attempt
+    files_resumed: int = 0  # with units an earlier attempt left in flight
+    units_skipped_done: int = 0  # checkpoint units finished by an earlier attempt
+    units_in_flight_at_crash: int = 0  # units an earlier attempt acknowledged rows of but never finished
+    docs_redone: int = 0  # rows of those units, read, embedded and written again by this attempt
     docs_this_attempt: int = 0
-    sink: IndexSink | None = None
+    book: AckBook | None = None
     seconds: float = 0.0
-    first_batch_s: float | None = None  # from the pass's start to its first embedded batch at the driver
+    first_batch_s: float | None = None  # from the pass's start to its first acknowledged batch at the driver
 
 
-def run_load_pass(cfg: IndexConfig, client, collection: str, files, spec, run_id: str, pools, progress,
-                  keep_lines: dict[str, str] | None = None, check_lock=None, undo=None) -> LoadResult:
-    from connectors.qdrant_writer import PointWriter
-    from connectors.seen_ids_store import SeenIdsStore
+def run_load_pass(run, files, read: ReadPlan = ReadPlan(), undo=None) -> LoadResult:
+    """Embed and write `files` (less what earlier attempts finished) into `run.collection`."""
+    from connectors.file_progress import file_key, unit_stem
 
+    cfg, progress = run.cfg, run.progress
     start = time.perf_counter()
     result = LoadResult(files_total=len(files))
-    done = progress.done_files()
-    started = progress.started_keys()
-    todo = [f for f in files if f.uri not in done]
+    units_done = progress.done_units()
+    done_files = progress.done_files()
+    done_stems = {unit_stem(uri, u) for uri, units in units_done.items() for u in units}
+    in_flight = progress.started_keys() - done_stems
+    todo = [f for f in files if f.uri not in done_files]
     result.files_skipped_done = len(files) - len(todo)
-    resumed = {f.uri for f in todo if progress.file_key(f.uri) in started}
-    result.files_resumed = len(resumed)
-    if result.files_skipped_done or resumed:
-        log.info("resuming run %s: %d files already done, %d were in flight", run_id,
-                 result.files_skipped_done, len(resumed))
-    seen = SeenIdsStore()
-    try:
-        for table in progress.iter_manifest_rows():
-            ids = table.column("doc_id").to_pylist()
-            seen.claim((doc_id, "<done>", 0) for doc_id in ids)
-        if todo:
-            writer = PointWriter.from_config(client, cfg.qdrant, collection, undo=undo)
-            sink = IndexSink(writer, progress, seen, run_id, cfg.qdrant.store_text, cfg.columns.payload,
-                             filtered=keep_lines is not None)
-            ds = build_index_dataset(cfg, todo, spec.fingerprint, spec.dim, pools,
-                                     keep_lines={u: p for u, p in (keep_lines or {}).items()
-                                                 if u in {f.uri for f in todo}} if keep_lines is not None else None)
-            bar = ProgressLine(enabled=cfg.run.progress and sys.stderr.isatty(), unit="docs")
-            try:
+    result.units_skipped_done = sum(len(units_done.get(f.uri, {})) for f in files)
+    result.units_in_flight_at_crash = len(in_flight)
+    flight_files = {stem.split(".u")[0] for stem in in_flight}
+    result.files_resumed = sum(1 for f in todo if file_key(f.uri) in flight_files)
+    if result.units_skipped_done or in_flight:
+        log.info("resuming run %s: %d files and %d checkpoint units already done, %d units were in flight",
+                 run.run_id, result.files_skipped_done, result.units_skipped_done, len(in_flight))
+    if todo:
+        book = AckBook(progress, run.run_id, cfg.run.checkpoint_rows)
+        skip = {f.uri: set(units_done.get(f.uri, {})) for f in todo if units_done.get(f.uri)}
+        ds = build_index_dataset(cfg, todo, run.spec.fingerprint, run.spec.dim, run.pools,
+                                 read=ReadPlan(read.keep_lines, read.duplicate_lines, skip),
+                                 writer=writer_target(run, undo))
+        bar = ProgressLine(enabled=cfg.run.progress and sys.stderr.isatty(), unit="docs")
+        try:
+            with run.client.released():  # local mode: the writer actor owns the folder meanwhile
                 for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
-                    if result.first_batch_s is None:  # actors started, models loaded, one batch embedded
+                    if result.first_batch_s is None:  # actors started, models loaded, one batch written
                         result.first_batch_s = time.perf_counter() - start
-                    sink.consume(batch)
-                    bar.update(sink.counters.totals["read"])
-                    if check_lock is not None:
-                        check_lock()
-                sink.close()
-            finally:
-                bar.close()
-            result.sink = sink
-            if sink.counters.precisions:
-                from connectors.collection_guard import record_precisions
+                    book.consume(batch)
+                    bar.update(book.counters.totals["read"])
+                    run.check_lock()
+            book.close()
+        finally:
+            bar.close()
+        result.book = book
+        if book.strays:  # parts of documents that another part's reject turned down
+            from connectors.point_ids import point_id
+            from connectors.qdrant_writer import PointWriter
 
-                record_precisions(client, collection, sink.counters.precisions)
-    finally:
-        seen.close()
+            PointWriter(run.client, run.collection, undo=undo).delete_points([point_id(d, c) for d, c in book.strays])
+            log.info("deleted %d points of documents rejected after part of them was written", len(book.strays))
+        if book.counters.precisions:
+            from connectors.collection_guard import record_precisions
+
+            record_precisions(run.client, run.collection, book.counters.precisions)
+    all_units = progress.done_units()
     all_done = progress.done_files()
-    for uri, counts in all_done.items():
+    for uri in all_done:
+        counts = all_done[uri]
         result.totals.update({k: int(counts.get(k, 0)) for k in COUNT_KEYS})
         result.rejected.update(counts.get("rejected", {}))
-        if uri in resumed:
-            result.docs_redone += int(counts.get("read", 0))
-        if uri not in done:
-            result.docs_this_attempt += int(counts.get("read", 0))
+    for uri, units in all_units.items():
+        for u, marker in units.items():
+            if unit_stem(uri, u) in in_flight:
+                result.docs_redone += int(marker["counts"].get("read", 0))
+    result.docs_this_attempt = int(result.book.counters.totals["read"]) if result.book else 0
     missing = [f.uri for f in files if f.uri not in all_done]
     if missing:
-        raise RuntimeError(f"{len(missing)} files finished without a completion marker, e.g. {missing[:3]}")
+        raise RuntimeError(f"{len(missing)} files finished without all their completion markers, e.g. {missing[:3]}")
     result.seconds = time.perf_counter() - start
     return result
+
+
+def writer_target(run, undo=None) -> WriterTarget:
+    """The writer stage's target for this run; `undo` (connectors.undo_log.UndoLog) for an in-place run."""
+    from connectors.qdrant_lease import writer_config
+
+    cfg = run.cfg
+    return WriterTarget(
+        qdrant=writer_config(cfg.qdrant), collection=run.collection, run_id=run.run_id,
+        indexed_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        payload_columns=list(cfg.columns.payload),
+        undo={"run_folder": undo.run_folder, "storage": run.storage} if undo is not None else None)

@@ -4,6 +4,7 @@ and a short summary printed at the end of a run."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import TextIO
 
@@ -14,7 +15,7 @@ log = logging.getLogger("qbatch.index")
 def build_report(run, wall_s: float) -> dict:
     load = run.report.get("load")
     plan = run.report.get("plan")
-    sink = load.sink if load is not None else None
+    book = load.book if load is not None else None
     totals = dict(load.totals) if load is not None else {}
     rejected = dict(load.rejected) if load is not None else {}
     read = totals.get("read", 0)
@@ -22,14 +23,15 @@ def build_report(run, wall_s: float) -> dict:
         read = plan.read
         for reason, n in plan.rejected.items():
             rejected[reason] = rejected.get(reason, 0) + n
-    sc = sink.counters if sink is not None else None
+    sc = book.counters if book is not None else None
     pipeline_s = max(load.seconds if load is not None else wall_s, 1e-9)
     real = totals.get("real_tokens", 0)
     real_now = sc.totals.get("real_tokens", 0) if sc else 0  # this attempt; a resume skips done files
     computed = sc.computed_tokens if sc else 0
     ray_s = run.report.get("ray_start_s", 0.0)
-    # What the run paid before its first vector: Ray start, then the load pass until its first embedded
-    # batch reached the driver (actors started, tokenizer and model loaded, one batch read, prepared, embedded).
+    # What the run paid before its first vector: Ray start, then the load pass until its first acknowledged
+    # batch reached the driver (actors started, tokenizer and model loaded, one batch read, prepared,
+    # embedded and written).
     startup = ray_s + load.first_batch_s if load is not None and load.first_batch_s is not None else None
     report = {
         "job": "index", "run_id": run.run_id, "mode": run.mode, "alias": run.alias, "collection": run.collection,
@@ -57,7 +59,12 @@ def build_report(run, wall_s: float) -> dict:
             "files_total": load.files_total if load else 0,
             "files_done_by_earlier_attempts": load.files_skipped_done if load else 0,
             "files_in_flight_at_crash": load.files_resumed if load else 0,
+            "units_done_by_earlier_attempts": load.units_skipped_done if load else 0,
+            "units_in_flight_at_crash": load.units_in_flight_at_crash if load else 0,
+            "checkpoint_rows": run.cfg.run.checkpoint_rows,
+            # Rows of the units a crash left in flight: the failed attempt embedded and lost them, this one redid them.
             "docs_redone": load.docs_redone if load else 0,
+            "docs_this_attempt": load.docs_this_attempt if load else 0,
             "docs_total": totals.get("read", 0),
             "redone_ratio": round(load.docs_redone / totals["read"], 4) if load and totals.get("read") else 0.0,
         },
@@ -66,14 +73,18 @@ def build_report(run, wall_s: float) -> dict:
             "ray start (driver, part of startup)": round(ray_s, 3),
             "prep (sum over actors)": round(sc.prep_seconds, 3) if sc else 0.0,
             "embed (sum over actors)": round(sc.embed_seconds, 3) if sc else 0.0,
-            "qdrant write (driver)": round(sc.write_seconds, 3) if sc else 0.0,
+            "qdrant write (sum over writer actors)": round(sc.write_seconds, 3) if sc else 0.0,
             "checkpoints (driver)": round(sc.checkpoint_seconds, 3) if sc else 0.0,
-            "sink total (driver)": round(sc.sink_seconds, 3) if sc else 0.0,
+            "bookkeeping total (driver)": round(sc.sink_seconds, 3) if sc else 0.0,
             "load pass wall": round(pipeline_s, 3) if load else 0.0,
             "total wall": round(wall_s, 3),
         },
-        # This attempt's requests to Qdrant, counted from its answers: points acknowledged, requests, retries.
-        "writer": sink.writer.stats() if sink is not None else None,
+        # This attempt's requests to Qdrant, summed from the writer actors' acknowledgements: points
+        # acknowledged, requests, retries, duplicate ids collapsed within a request.
+        "writer": {**book.writer_stats(), "actors": len(sc.writer_pids), "pids": sorted(sc.writer_pids),
+                   "driver_pid": os.getpid(),
+                   "ack_bytes_per_doc": round(sc.ack_bytes / max(1, sc.totals.get("read", 0)), 1)}
+        if book is not None else None,
         "pools": run.pools.describe() if run.pools else None,
         "gates": run.report.get("gates", []),
         "throughput": sc.throughput if sc else [],

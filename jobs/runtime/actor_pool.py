@@ -68,6 +68,8 @@ class PoolPlan:
     prep_concurrency: int = 0
     prep_num_cpus: float = 0.0
     read_num_cpus: float = 0.0
+    writers: int = 0  # Qdrant writer actors after the model pool (index job)
+    writer_num_cpus: float = 0.0
 
     def actor_bundle(self) -> dict[str, float]:
         """What one actor of the pool reserves, as a Ray resource bundle."""
@@ -79,15 +81,18 @@ class PoolPlan:
         if self.prep_concurrency:
             text += (f"; prep actors {self.prep_concurrency} x {self.prep_num_cpus} CPU; "
                      f"read tasks {self.read_num_cpus} CPU")
+        if self.writers:
+            text += f"; qdrant writer actors {self.writers} x {self.writer_num_cpus:g} CPU"
         return text
 
 
 def plan_pools(section: str, pool: ModelActorPoolConfig, resources: dict[str, float],
-               cpu_stages: bool = False) -> PoolPlan:
+               cpu_stages: bool = False, writers: int = 0) -> PoolPlan:
     """Size `pool` for a snapshot of `ray.available_resources()`. A GPU pool keeps its configured
     concurrency and CPUs (the snapshot only sizes the CPU stages beside it); a CPU pool fits into the
     CPUs present, keeping at least one (a quarter on big nodes) for the other stages. `cpu_stages`
-    also sizes the prep actors and read tasks in what is left. `section` names the config section."""
+    also sizes the prep actors and read tasks in what is left, and `writers` Qdrant writer actors with a
+    small CPU share each (they mostly wait on Qdrant). `section` names the config section."""
     cpus = float(resources.get("CPU", 1.0))
     if pool.num_gpus > 0:
         # GPU actors that could start on what is here now: only they take CPUs from the other stages.
@@ -106,17 +111,18 @@ def plan_pools(section: str, pool: ModelActorPoolConfig, resources: dict[str, fl
     left = plan.cpus_left
     prep_actors = max(1, min(int(left // 1), 16))
     return dataclasses.replace(plan, prep_concurrency=prep_actors, prep_num_cpus=min(0.5, left / prep_actors),
-                               read_num_cpus=min(0.25, left / 4))
+                               read_num_cpus=min(0.25, left / 4), writers=writers,
+                               writer_num_cpus=round(min(0.25, left / 4 / writers), 4) if writers else 0.0)
 
 
-def plan_and_wait(section: str, pool: ModelActorPoolConfig, cpu_stages: bool = False) -> PoolPlan:
+def plan_and_wait(section: str, pool: ModelActorPoolConfig, cpu_stages: bool = False, writers: int = 0) -> PoolPlan:
     """Plan `pool` on the connected Ray cluster, then wait (up to `{section}.resources_wait_s`) until
     the cluster can place its minimum actors; raises ResourcesUnavailableError when it cannot."""
     import ray
 
     from jobs.runtime.resource_wait import wait_for_resources
 
-    plan = plan_pools(section, pool, ray.available_resources(), cpu_stages=cpu_stages)
+    plan = plan_pools(section, pool, ray.available_resources(), cpu_stages=cpu_stages, writers=writers)
     wait_for_resources(f"{section}.resources_wait_s", plan.actor_bundle(), plan.concurrency[0], pool.resources_wait_s,
                        what=f"{section} actors")
     return plan

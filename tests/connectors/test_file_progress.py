@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 import connectors.file_progress as file_progress
-from connectors.file_progress import MANIFEST_SCHEMA, FileProgressStore, file_key
+from connectors.file_progress import MANIFEST_SCHEMA, FileProgressStore, file_key, unit_stem
 
 
 def _manifest(ids: list[str]) -> pa.Table:
@@ -59,9 +59,23 @@ def test_crash_before_the_marker_leaves_the_file_undone(tmp_path, monkeypatch):
         store.mark_done("f1", {"rows": 2}, _manifest(["a", "b"]), _rejects(2))
     monkeypatch.setattr(file_progress, "write_bytes", real_write)
     # The parts exist, but without a marker nothing of them is visible.
-    assert (tmp_path / "runs" / "run-1" / "files" / f"{file_key('f1')}.manifest.parquet").exists()
+    assert (tmp_path / "runs" / "run-1" / "files" / f"{unit_stem('f1', 0)}.manifest.parquet").exists()
     assert store.done_files() == {}
     assert list(store.iter_manifest_rows()) == [] and list(store.iter_dead_letter()) == []
+
+
+def test_a_file_is_done_when_all_its_units_are_in_any_order(tmp_path):
+    store = FileProgressStore(str(tmp_path), "run-1")
+    store.mark_started("f1", 2)
+    store.mark_done("f1", {"read": 1, "rejected": {"empty_text": 1}}, _manifest([]), _rejects(1), unit=2, units=3)
+    store.mark_done("f1", {"read": 2, "rejected": {}}, _manifest(["a", "b"]), None, unit=0, units=None)
+    assert store.done_files() == {}  # unit 1 is still to do
+    assert set(store.done_units()["f1"]) == {0, 2}
+    assert store.started_keys() == {unit_stem("f1", 2)}
+    store.mark_done("f1", {"read": 3, "rejected": {"empty_text": 2}}, _manifest(["c"]), _rejects(2), unit=1, units=None)
+    assert store.done_files() == {"f1": {"read": 6, "rejected": {"empty_text": 3}}}
+    assert sorted(pa.concat_tables(store.iter_manifest_rows())["doc_id"].to_pylist()) == ["a", "b", "c"]
+    assert pa.concat_tables(store.iter_dead_letter()).num_rows == 3
 
 
 def test_redoing_a_file_replaces_its_parts_and_drops_stale_rejects(tmp_path):

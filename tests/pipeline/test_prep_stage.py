@@ -269,16 +269,18 @@ def test_fuzz_corpus_every_record_accounted_for(tmp_path, seed, chunking):
         assert len(big) == 1 and big[0]["truncated"] and big[0]["span_end"] == 100_008
 
 
-def test_end_of_file_marker_closes_the_file_and_scan_mode_skips_tokens():
-    from connectors.corpus_file_reader import end_of_file_row
+def test_end_of_unit_marker_closes_the_unit_and_scan_mode_skips_tokens():
+    from common.end_of_file import UnitEnd
+    from connectors.corpus_file_reader import end_of_unit_row
 
     raw = pa.concat_tables([_raw([{"id": "a", "text": "hello world"}, {"id": "b", "text": ""}]),
-                            end_of_file_row("f.jsonl", 2)])
+                            end_of_unit_row("f.jsonl", 2, UnitEnd(0, 2, units=1))])
     for scan_only in (False, True):
         out = PrepStage({"id": "id", "text": "text"}, {"enabled": False}, MiniLMTestAdapter, FINGERPRINT, 384,
                         None, scan_only=scan_only)(raw).to_pylist()
         assert [(r["doc_id"], r["reject_reason"], r["reject_stage"]) for r in out] == [
             ("a", None, None), ("b", "empty_text", "prep"), (None, None, "eof")]
         assert out[-1]["_line"] == 2 and out[-1]["token_ids"] == []
+        assert UnitEnd.from_json(out[-1]["reject_detail"]) == UnitEnd(0, 2, units=1)
         assert (out[0]["token_ids"] == []) is scan_only
         assert out[0]["content_hash"] and out[0]["payload_hash"]

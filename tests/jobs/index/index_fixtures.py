@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -99,13 +100,26 @@ def start_index_run(cfg, run_id: str, env: dict, *extra: str) -> subprocess.Pope
 
 @contextlib.contextmanager
 def qdrant_at(path: Path):
-    from qdrant_client import QdrantClient
+    """A local-mode client on `path`, waiting (like the job does) while a crashed run's writer actor lets go."""
+    from connectors.qdrant_config import QdrantConfig
+    from connectors.qdrant_connection import connect
 
-    client = QdrantClient(path=str(path))
+    client = connect(QdrantConfig(path=str(path)))
     try:
         yield client
     finally:
         client.close()
+
+
+def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Poll `predicate` until true; fail if `proc` ends first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process ended early ({proc.returncode}): {proc.stderr.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.5)
 
 
 def all_points(client, collection: str) -> dict[str, tuple[list[float], dict]]:

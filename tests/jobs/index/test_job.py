@@ -106,7 +106,7 @@ def test_fuzzed_corpus_lands_exactly_the_good_rows(ray_session, tmp_path, tiny_e
     assert "line one\nline two" in text_b  # CSV with embedded newlines
     dead = read_dead_letter(str(tmp_path / "out" / "catalog"), "r1").to_pylist()
     assert sorted(d["reason"] for d in dead) == sorted(report["counts"]["rejected"])
-    assert all(d["stage"] in ("read", "prep", "sink") and d["file"] for d in dead)
+    assert all(d["stage"] in ("read", "prep", "plan") and d["file"] for d in dead)
 
 
 def test_reject_ratio_above_limit_exits_non_zero_and_never_switches_the_alias(ray_session, tmp_path,

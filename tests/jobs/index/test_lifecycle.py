@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from connectors.point_ids import point_id
 from jobs.runtime.exit_codes import ExitCode
 from tests.fixtures.moto_s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 from tests.jobs.index.index_fixtures import (REPO, all_points, catalog_rows, index_config, qdrant_at, read_report,
-                                             run_cli, start_index_run, write_corpus)
+                                             run_cli, start_index_run, wait_for, write_corpus)
 
 
 def _aliases(tmp_path) -> tuple[str | None, list[str]]:
@@ -190,22 +189,12 @@ def test_incremental_embeds_only_what_changed_and_equals_a_fresh_build(ray_sessi
     assert report["incremental"] == {"payload_updated_docs": 0, "deleted_points": 0}
 
 
-def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process ended early ({proc.returncode}): {proc.stderr.read()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.5)
-
-
 def test_second_concurrent_run_gets_the_locked_code(tmp_path, tiny_embedding_checkpoint):
     write_corpus(tmp_path / "src", catalog_rows(60), n_files=6)
     cfg = index_config(tmp_path, str(tmp_path / "src"), tiny_embedding_checkpoint)
     first = start_index_run(cfg, "r1", {"QBATCH_TEST_EMBED_DELAY_S": "1.0"})
     try:
-        _wait_for(lambda: (tmp_path / "out" / "catalog" / "LOCK").exists(), 240, first)
+        wait_for(lambda: (tmp_path / "out" / "catalog" / "LOCK").exists(), 240, first)
         second = subprocess.run([sys.executable, "-m", "jobs.cli", "index", "--config", str(cfg), "--set",
                                  "run.run_id=r2", "--set", f"qdrant.path='{tmp_path / 'other-qdrant'}'"],
                                 cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
@@ -226,7 +215,7 @@ def test_crash_with_sigkill_then_resume_gives_exact_counts(tmp_path, tiny_embedd
     files_dir = tmp_path / "out" / "catalog" / "runs" / "r1" / "files"
     proc = start_index_run(cfg, "r1", {"QBATCH_TEST_EMBED_DELAY_S": "0.4"})
     try:
-        _wait_for(lambda: files_dir.exists() and len(list(files_dir.glob("*.done.json"))) >= 3, 400, proc)
+        wait_for(lambda: files_dir.exists() and len(list(files_dir.glob("*.done.json"))) >= 3, 400, proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, mid-run
         proc.wait()
@@ -289,7 +278,8 @@ class RecordingClient:
 
 def test_full_mode_bulk_loads_with_indexing_off_then_on_then_waits_for_green(ray_session, tmp_path, monkeypatch,
                                                                            tiny_embedding_checkpoint):
-    """Call-sequence test: create with m=0, upserts, update to m=16, wait for green, then the alias switch."""
+    """Call-sequence test: create with m=0, upserts (by the writer actor, while the driver's client is
+    released), update to m=16, wait for green, then the alias switch."""
     import connectors.qdrant_connection as qc
 
     real_connect, recorders = qc.connect, []
@@ -301,13 +291,17 @@ def test_full_mode_bulk_loads_with_indexing_off_then_on_then_waits_for_green(ray
     monkeypatch.setattr(qc, "connect", recording_connect)
     write_corpus(tmp_path / "src", catalog_rows(10), n_files=1)
     assert run_cli(["index", "--config", index_config(tmp_path, str(tmp_path / "src"), tiny_embedding_checkpoint)]) == 0
-    names = [name for name, _, _ in recorders[0].calls]
-    create = names.index("create_collection")
+    # The driver's client: one before the load pass, released to the writer actor during it, reopened after.
+    assert len(recorders) == 2
+    before, after = [name for name, _, _ in recorders[0].calls], [name for name, _, _ in recorders[1].calls]
+    assert "upsert" not in before + after  # the points went from the writer actor, never from the driver
+    create = before.index("create_collection")
     assert recorders[0].calls[create][2]["hnsw_config"].m == 0
-    first_upsert, last_upsert = names.index("upsert"), len(names) - 1 - names[::-1].index("upsert")
-    update = next(i for i, (name, _, kwargs) in enumerate(recorders[0].calls)
+    update = next(i for i, (name, _, kwargs) in enumerate(recorders[1].calls)
                   if name == "update_collection" and kwargs.get("hnsw_config") is not None)
-    assert create < first_upsert <= last_upsert < update
-    assert recorders[0].calls[update][2]["hnsw_config"].m == 16
+    assert recorders[1].calls[update][2]["hnsw_config"].m == 16
+    names = after
     green = names.index("get_collection", update)
+    with qdrant_at(tmp_path / "qdrant") as client:
+        assert client.count("catalog", exact=True).count == 10  # loaded between the create and the update
     assert update < green < names.index("update_collection_aliases")
