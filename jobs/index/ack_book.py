@@ -15,7 +15,9 @@ import json
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from common.end_of_file import EOF_STAGE, STATS_STAGE, UnitEnd, unit_of
 from connectors.dead_letter_writer import DEAD_LETTER_SCHEMA
@@ -54,7 +56,8 @@ class _Unit:
     end: UnitEnd | None = None
     counts: collections.Counter = field(default_factory=collections.Counter)
     rejected: collections.Counter = field(default_factory=collections.Counter)
-    manifest: list = field(default_factory=list)
+    manifest: list = field(default_factory=list)  # (doc_id, content_hash, payload_hash, n_chunks) rows
+    manifest_tables: list = field(default_factory=list)  # the same, as Arrow slices (the common case)
     dead: list = field(default_factory=list)
 
 
@@ -78,7 +81,11 @@ class AckBook:
                                "writer stage")
         try:
             self.counters.ack_bytes += batch.nbytes
-            for row in batch.to_pylist():
+            whole = pc.and_(pc.and_(pc.is_null(batch.column("reject_stage")), pc.is_null(batch.column("reject_reason"))),
+                            pc.equal(batch.column("chunks_here"), batch.column("n_chunks")))
+            whole = pc.fill_null(whole, False)
+            self._add_documents(batch.filter(whole))  # the common case, column by column
+            for row in batch.filter(pc.invert(whole)).to_pylist():  # markers, stats, rejects, parts
                 self._consume_row(row)
             self._sample()
         finally:
@@ -115,6 +122,32 @@ class AckBook:
                 unit.counts["real_tokens"] += int(row["n_tokens"])
                 unit.counts["truncated"] += int(row["truncated"])
                 unit.manifest.append((row["doc_id"], row["content_hash"], row["payload_hash"], n))
+        self._maybe_finish(key)
+
+    def _add_documents(self, docs: pa.Table) -> None:
+        """Count whole, written documents unit by unit, without a Python object per row."""
+        if docs.num_rows == 0:
+            return
+        files = pc.cast(docs.column("_file"), pa.string()).to_numpy(zero_copy_only=False)
+        units = np.maximum(docs.column("_line").to_numpy() - 1, 0) // self.unit_rows
+        order = np.lexsort((units, files))
+        files, units = files[order], units[order]
+        docs = docs.take(pa.array(order))
+        cuts = np.flatnonzero((files[1:] != files[:-1]) | (units[1:] != units[:-1])) + 1
+        for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), len(order)]):
+            key = (str(files[lo]), int(units[lo]))
+            part = docs.slice(lo, hi - lo)
+            unit = self._unit(key)
+            chunks = int(pc.sum(part.column("n_chunks")).as_py())
+            unit.counts.update({"read": hi - lo, "docs_upserted": hi - lo, "chunks": chunks,
+                                "points_upserted": chunks,  # acknowledged by Qdrant before the ack row left the writer
+                                "real_tokens": int(pc.sum(part.column("n_tokens")).as_py()),
+                                "truncated": int(pc.sum(part.column("truncated")).as_py())})
+            unit.manifest_tables.append(part.select(list(MANIFEST_SCHEMA.names)))
+            self._read_seen += hi - lo
+            self._maybe_finish(key)
+
+    def _maybe_finish(self, key: tuple[str, int]) -> None:
         unit = self._open[key]
         if unit.end is not None and unit.counts["read"] >= unit.end.expected:
             if unit.counts["read"] > unit.end.expected:
@@ -167,8 +200,9 @@ class AckBook:
         file, number = key
         counts = {**{k: int(unit.counts[k]) for k in COUNT_KEYS}, "rejected": dict(unit.rejected)}
         columns = list(zip(*unit.manifest)) if unit.manifest else [[], [], [], []]
-        manifest = pa.Table.from_arrays([pa.array(col, t) for col, t in zip(columns, MANIFEST_SCHEMA.types)],
-                                        schema=MANIFEST_SCHEMA)
+        manifest = pa.concat_tables([pa.Table.from_arrays(
+            [pa.array(col, t) for col, t in zip(columns, MANIFEST_SCHEMA.types)], schema=MANIFEST_SCHEMA),
+            *(t.cast(MANIFEST_SCHEMA) for t in unit.manifest_tables)])
         dead = pa.Table.from_pylist(unit.dead, schema=DEAD_LETTER_SCHEMA) if unit.dead else None
         t = time.perf_counter()
         self.progress.mark_done(file, counts, manifest, dead, unit=number, units=unit.end.units)

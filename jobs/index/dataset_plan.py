@@ -89,18 +89,14 @@ def build_index_dataset(cfg: IndexConfig, files, fingerprint: dict, dim: int, po
         compute=ray.data.ActorPoolStrategy(min_size=pools.concurrency[0], max_size=pools.concurrency[1]),
         num_cpus=pools.num_cpus, num_gpus=pools.num_gpus or None,
     )
-    remote_args: dict[str, Any] = {}
-    if writer.qdrant.is_local:  # the one writer owns the local folder: it must run where the folder is
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        remote_args["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
-            ray.get_runtime_context().get_node_id(), soft=False)
+    # The one writer of a local folder must run where the folder is: pinned to the driver's node.
+    pinned = {"ray.io/node-id": ray.get_runtime_context().get_node_id()} if writer.qdrant.is_local else None
     ds = ds.map_batches(
         QdrantWriterStage,
         fn_constructor_args=(writer.qdrant, writer.collection, writer.run_id, writer.indexed_at,
                              writer.payload_columns, writer.undo),
         batch_format="pyarrow", batch_size=None, num_cpus=pools.writer_num_cpus,
-        compute=ray.data.ActorPoolStrategy(size=pools.writers), **remote_args,
+        compute=ray.data.ActorPoolStrategy(size=pools.writers), label_selector=pinned,
     )
     return ds
 
