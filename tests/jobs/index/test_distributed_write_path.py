@@ -184,7 +184,8 @@ def test_the_same_duplicate_wins_whatever_the_pool_sizes(ray_session, tmp_path, 
 
     titles = []
     for embed_actors, alias in ((1, "one"), (2, "two")):
-        cfg_path = index_config(tmp_path, str(tmp_path / "src"), tiny_embedding_checkpoint, alias=alias)
+        cfg_path = index_config(tmp_path, str(tmp_path / "src"), tiny_embedding_checkpoint, alias=alias,
+                                extra="max_reject_ratio = 0.5")  # 11 of 71 rows repeat an id
         cfg_path.write_text(cfg_path.read_text().replace(
             "batch_size = 64", f"batch_size = 8\nconcurrency = {embed_actors}\nnum_cpus = 0.5"))
         assert run_cli(["index", "--config", cfg_path]) == 0
