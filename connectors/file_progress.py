@@ -117,10 +117,11 @@ class FileProgressStore:
                 done.setdefault(marker["file"], {})[int(marker.get("unit", 0))] = marker
         return done
 
-    def done_files(self) -> dict[str, dict[str, Any]]:
-        """file URI -> counts summed over its units, for every file whose units are all done."""
+    def done_files(self, units_done: dict[str, dict[int, dict[str, Any]]] | None = None) -> dict[str, dict[str, Any]]:
+        """file URI -> counts summed over its units, for every file whose units are all done; from
+        `units_done` (a `done_units()` result) when given, so the markers are read once."""
         done: dict[str, dict[str, Any]] = {}
-        for uri, units in sorted(self.done_units().items()):
+        for uri, units in sorted((self.done_units() if units_done is None else units_done).items()):
             total = next((m["units"] for m in units.values() if m.get("units") is not None), None)
             if total is None or any(u not in units for u in range(int(total))):
                 continue  # some unit is still to do

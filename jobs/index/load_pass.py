@@ -45,7 +45,7 @@ def run_load_pass(run, files, read: ReadPlan = ReadPlan(), undo=None) -> LoadRes
     start = time.perf_counter()
     result = LoadResult(files_total=len(files))
     units_done = progress.done_units()
-    done_files = progress.done_files()
+    done_files = progress.done_files(units_done)
     done_stems = {unit_stem(uri, u) for uri, units in units_done.items() for u in units}
     in_flight = progress.started_keys() - done_stems
     todo = [f for f in files if f.uri not in done_files]
@@ -87,7 +87,7 @@ def run_load_pass(run, files, read: ReadPlan = ReadPlan(), undo=None) -> LoadRes
 
             record_precisions(run.client, run.collection, book.counters.precisions)
     all_units = progress.done_units()
-    all_done = progress.done_files()
+    all_done = progress.done_files(all_units)
     for uri in all_done:
         counts = all_done[uri]
         result.totals.update({k: int(counts.get(k, 0)) for k in COUNT_KEYS})
