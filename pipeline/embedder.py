@@ -21,7 +21,7 @@ from pipeline.micro_batch_runner import run_micro_batches
 from pipeline.model_inputs import check_id_lists, finite_rows
 from pipeline.pooling import slice_and_normalize
 from pipeline.qwen3_templates import END_TOKEN_ID
-from pipeline.torch_devices import (attention_implementation, default_max_batch_tokens, precision_name,
+from pipeline.torch_devices import (PASS_COST_TOKENS, attention_implementation, default_max_batch_tokens, precision_name,
                                     resolve_device, resolve_dtype)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -124,7 +124,7 @@ class Embedder:
         if use_packs:
             batches = plan_packs(lengths, self.max_batch_tokens)
         else:
-            batches = plan_padded_batches(lengths, self.max_batch_tokens)
+            batches = plan_padded_batches(lengths, self.max_batch_tokens, pass_cost_tokens=PASS_COST_TOKENS)
         pooled = run_micro_batches(batches, lambda b: self._run(b, ids, use_packs), self.device)
         vectors = slice_and_normalize(pooled, self.dim, self.layout.normalize)
         valid = finite_rows(vectors)

@@ -91,21 +91,25 @@ class PrepStage:
         self._columns = ColumnSpec.from_dict(columns_cfg_dict)
         self._chunking = bool(chunking_cfg_dict.get("enabled", False))
         self._overlap = int(chunking_cfg_dict.get("overlap", 64))
-        self._tokenizer = tokenizer_factory()
-        self._max_length = int(self._tokenizer.max_length)
-        # Template and end-token ids every input carries; chunks leave room for them.
-        self._overhead = len(self._tokenizer.tokenize([""])[0])
-        self._chunk_tokens = min(int(chunking_cfg_dict.get("max_tokens", 512)), self._max_length - self._overhead)
-        if self._chunking and self._chunk_tokens <= self._overlap:
-            raise ValueError(
-                f"chunking leaves {self._chunk_tokens} tokens per chunk after {self._overhead} template/end "
-                f"tokens, not more than overlap={self._overlap}; lower chunking.overlap or raise max_length")
+        if not scan_only:  # hashes need no tokenizer: the scan skips loading it (and transformers)
+            self._init_tokenizer(tokenizer_factory, int(chunking_cfg_dict.get("max_tokens", 512)))
         self._fingerprint = canonical_json(dict(fingerprint))
         self._dim = dim
         self._instruction = doc_instruction
         # Test-only: QBATCH_TEST_SCAN_DELAY_S slows every batch of the hash-only scan, so a lock test can
         # make the scan outlast a short lock TTL. Never set in production.
         self._scan_delay = float(os.environ.get("QBATCH_TEST_SCAN_DELAY_S", "0") or 0) if scan_only else 0.0
+
+    def _init_tokenizer(self, tokenizer_factory: Callable[[], DocTokenizer], max_tokens: int) -> None:
+        self._tokenizer = tokenizer_factory()
+        self._max_length = int(self._tokenizer.max_length)
+        # Template and end-token ids every input carries; chunks leave room for them.
+        self._overhead = len(self._tokenizer.tokenize([""])[0])
+        self._chunk_tokens = min(max_tokens, self._max_length - self._overhead)
+        if self._chunking and self._chunk_tokens <= self._overlap:
+            raise ValueError(
+                f"chunking leaves {self._chunk_tokens} tokens per chunk after {self._overhead} template/end "
+                f"tokens, not more than overlap={self._overlap}; lower chunking.overlap or raise max_length")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if self._scan_delay:

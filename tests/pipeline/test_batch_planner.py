@@ -36,6 +36,25 @@ def test_row_overhead_plans_stay_within_budget_and_floor(lengths, budget, overhe
 
 
 @settings(deadline=None, max_examples=200)
+@given(lengths=lengths_st, budget=budget_st, cost=st.integers(min_value=0, max_value=500))
+def test_pass_cost_allows_padding_up_to_one_pass_and_no_more(lengths, budget, cost):
+    batches = plan_padded_batches(lengths, budget, pass_cost_tokens=cost)
+    assert sorted(execution_order(batches).tolist()) == list(range(len(lengths)))
+    for b in batches:
+        assert b.padded_tokens <= budget or b.rows == 1
+        assert b.padded_tokens - b.real_tokens <= max(0.02 * b.padded_tokens, cost)
+
+
+def test_short_texts_of_many_lengths_share_passes_within_the_pass_cost():
+    lengths = list(range(10, 42)) * 8  # 256 catalog-like texts, 32 distinct lengths
+    strict = plan_padded_batches(lengths, 8192)
+    assert len(strict) >= 20  # the 2% floor alone: about one pass per one or two distinct lengths
+    shared = plan_padded_batches(lengths, 8192, pass_cost_tokens=256)
+    assert len(shared) <= len(strict) // 4
+    assert all(b.padded_tokens - b.real_tokens <= max(0.02 * b.padded_tokens, 256) for b in shared)
+
+
+@settings(deadline=None, max_examples=200)
 @given(lengths=lengths_st, budget=budget_st)
 def test_packs_cover_every_index_once_within_budget(lengths, budget):
     packs = plan_packs(lengths, budget)

@@ -284,3 +284,17 @@ def test_end_of_unit_marker_closes_the_unit_and_scan_mode_skips_tokens():
         assert UnitEnd.from_json(out[-1]["reject_detail"]) == UnitEnd(0, 2, units=1)
         assert (out[0]["token_ids"] == []) is scan_only
         assert out[0]["content_hash"] and out[0]["payload_hash"]
+
+
+def test_scan_mode_never_loads_a_tokenizer():
+    """The hash-only scan runs before every full run: loading a tokenizer there is startup time for nothing."""
+
+    def no_tokenizer():
+        raise AssertionError("the scan loaded a tokenizer")
+
+    raw = _raw([{"id": "a", "text": "hello world"}])
+    scanned = PrepStage({"id": "id", "text": "text"}, {"enabled": True, "max_tokens": 8, "overlap": 2}, no_tokenizer,
+                        FINGERPRINT, 384, None, scan_only=True)(raw).to_pylist()
+    full = PrepStage({"id": "id", "text": "text"}, {"enabled": False}, MiniLMTestAdapter, FINGERPRINT, 384,
+                     None)(raw).to_pylist()
+    assert [(r["doc_id"], r["content_hash"]) for r in scanned] == [(r["doc_id"], r["content_hash"]) for r in full]
