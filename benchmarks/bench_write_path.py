@@ -17,7 +17,9 @@ client's. Only the client side is measured; the stand-in's own speed says nothin
 - new path: `new_path_driver_cpu` runs `connectors.qdrant_writer_stage.QdrantWriterStage` in Ray Data
   `map_batches` (2 writer actors) on rows shaped like the embed stage's output, with the driver doing
   what `qbatch index` does with the acknowledgements (`AckBook`, checkpoints included), and measures
-  the driver's CPU per 10k points.
+  the driver's CPU per 10k points, checkpointing every --unit-rows rows (run.checkpoint_rows' default),
+  at --points and at --marginal-scale times as many: the difference
+  is the driver's cost per extra point, apart from Ray Data's fixed executor start.
 - projection: GPUs (H200 at 350,000 tokens/s, 150 tokens and one point per doc => ~2,333 points/s per
   GPU) the write path keeps up with, for N writers of one core each: N * (1 / writer CPU s per point)
   / 2,333; and the old path's cap: 1 / driver CPU s per point / 2,333.
@@ -48,6 +50,7 @@ import numpy as np  # noqa: E402
 from benchmarks.standin_qdrant_server import StandinProcess  # noqa: E402
 from connectors.point_ids import point_id  # noqa: E402
 from connectors.qdrant_writer import PointWriter  # noqa: E402
+from jobs.index.config import RunConfig  # noqa: E402
 
 TOKENS_PER_S_PER_GPU = 350_000
 TOKENS_PER_DOC = 150
@@ -179,16 +182,32 @@ def actor_phase(server: StandinProcess, protos: list[str], dim: int, n: int, bat
     return rows
 
 
+def bench_blocks(n: int, dim: int, seed: int, unit_rows: int, block_bytes: int) -> list:
+    """Embed-stage output blocks of about `block_bytes` each (Ray Data cuts the job's blocks at
+    run.block_bytes), in checkpoint units of `unit_rows` rows, the last block of each unit carrying the
+    unit's end marker."""
+    from benchmarks.write_path_rows import embedded_rows
+    from common.end_of_file import UnitEnd
+
+    block_rows = max(1, block_bytes // max(1, embedded_rows(0, 256, dim, seed).nbytes // 256))
+    blocks = []
+    for unit_lo in range(0, n, unit_rows):
+        unit_hi = min(n, unit_lo + unit_rows)
+        for lo in range(unit_lo, unit_hi, block_rows):
+            hi = min(unit_hi, lo + block_rows)
+            end = UnitEnd(unit_lo // unit_rows, unit_hi - unit_lo) if hi == unit_hi else None
+            blocks.append(embedded_rows(lo, hi - lo, dim, seed, end_unit=end))
+    return blocks
+
+
 def new_path_driver_cpu(server: StandinProcess, proto: str, dim: int, n: int, batch_size: int, seed: int,
-                        writers: int = 2) -> dict | None:
+                        unit_rows: int, block_bytes: int, writers: int = 2) -> dict | None:
     """Driver CPU when Ray Data runs the writes in `QdrantWriterStage` actors and the driver only keeps the
-    books (`jobs.index.ack_book.AckBook`, checkpointing every FEED_ROWS rows), as `qbatch index` does."""
+    books (`jobs.index.ack_book.AckBook`, checkpointing every `unit_rows` rows), as `qbatch index` does."""
     import tempfile
 
     import ray
 
-    from benchmarks.write_path_rows import embedded_rows
-    from common.end_of_file import UnitEnd
     from connectors.file_progress import FileProgressStore
     from connectors.qdrant_config import QdrantConfig
     from connectors.qdrant_lease import writer_config
@@ -200,14 +219,13 @@ def new_path_driver_cpu(server: StandinProcess, proto: str, dim: int, n: int, ba
     create_collection(client, collection, dim)
     cfg = writer_config(QdrantConfig(url=server.url, grpc_port=server.grpc_port, prefer_grpc=proto == "grpc",
                                      upsert_batch_size=batch_size, parallel_writers=writers, timeout_s=120))
-    blocks = [embedded_rows(lo, min(FEED_ROWS, n - lo), dim, seed, end_unit=UnitEnd(lo // FEED_ROWS, min(FEED_ROWS, n - lo)))
-              for lo in range(0, n, FEED_ROWS)]
+    blocks = bench_blocks(n, dim, seed, unit_rows, block_bytes)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ds = ray.data.from_arrow(blocks).map_batches(
         QdrantWriterStage, fn_constructor_args=(cfg, collection, RUN_ID, INDEXED_AT, []), batch_size=None,
         batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=writers), num_cpus=0.25)
     with tempfile.TemporaryDirectory() as out:
-        book = AckBook(FileProgressStore(out, RUN_ID), RUN_ID, FEED_ROWS)
+        book = AckBook(FileProgressStore(out, RUN_ID), RUN_ID, unit_rows)
         cpu0, t0 = time.process_time(), time.perf_counter()
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             book.consume(batch)
@@ -222,7 +240,9 @@ def new_path_driver_cpu(server: StandinProcess, proto: str, dim: int, n: int, ba
     print(f"new path   {proto:4} dim {dim:4} x{writers}: driver CPU {per10k(cpu, n):.3f} s/10k points "
           f"(of which the books and checkpoints {per10k(book.counters.sink_seconds, n):.3f}; the rest is Ray Data's "
           f"executor and object transfers), {n / wall:8,.0f} points/s; "
-          f"{book.counters.ack_bytes / n:.0f} bytes of acks per point reached the driver")
+          f"{book.counters.ack_bytes / n:.0f} bytes of acks per point reached the driver; "
+          f"{book.counters.units_done} checkpoint units of up to {unit_rows:,} rows, {len(blocks)} blocks of "
+          f"up to {block_bytes / 2 ** 20:g} MiB")
     return {"path": "new (Ray Data)", "proto": proto, "dim": dim, "writers": writers, "points": n,
             "wall_s": wall, "cpu_s": cpu, "who": "driver", "driver_cpu_s": cpu, "server_cpu_s": float("nan"),
             "ack_bytes": book.counters.ack_bytes}
@@ -239,6 +259,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="PointWriter batch_size (points per upsert)")
     parser.add_argument("--skip-grpc", action="store_true", help="REST only")
     parser.add_argument("--skip-actors", action="store_true", help="old path only (no Ray)")
+    parser.add_argument("--marginal-scale", type=int, default=5,
+                        help="the new path also runs at this multiple of --points; the difference gives the "
+                             "driver's CPU per extra point, apart from Ray Data's fixed start")
+    parser.add_argument("--unit-rows", type=int, default=RunConfig.model_fields["checkpoint_rows"].default,
+                        help="rows per checkpoint unit on the new path (default: run.checkpoint_rows' default)")
+    parser.add_argument("--block-bytes", type=int, default=RunConfig.model_fields["block_bytes"].default,
+                        help="Ray Data block size on the new path (default: run.block_bytes' default)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     dims = [int(d) for d in args.dims.split(",")]
@@ -268,8 +295,17 @@ def main() -> None:
                           f"{n / r['wall_s']:8,.0f} points/s aggregate; driver CPU {per10k(r['driver_cpu_s'], n):.3f} "
                           f"s/10k while waiting")
                 for proto in protos:
-                    r = new_path_driver_cpu(server, proto, dims[0], n, bs, args.seed)
-                    if r is not None:
+                    r = new_path_driver_cpu(server, proto, dims[0], n, bs, args.seed, args.unit_rows, args.block_bytes)
+                    big = new_path_driver_cpu(server, proto, dims[0], n * args.marginal_scale, bs, args.seed,
+                                              args.unit_rows, args.block_bytes)
+                    if r is not None and big is not None:
+                        # Ray Data's executor costs the driver a fixed start and a poll per unit of time; the
+                        # cost per point that grows with the corpus is the difference between the two sizes.
+                        marginal = (big["cpu_s"] - r["cpu_s"]) / (big["points"] - r["points"])
+                        r.update(marginal_cpu_per_point=marginal, fixed_cpu_s=r["cpu_s"] - marginal * r["points"])
+                        print(f"new path   {proto:4} dim {dims[0]:4}: driver CPU per extra point between {n:,} and "
+                              f"{big['points']:,} points: {marginal * 10_000:.3f} s/10k; fixed (executor start) "
+                              f"{r['fixed_cpu_s']:.2f} s")
                         new.append(r)
                         rows.append(r)
             finally:
@@ -298,8 +334,11 @@ def main() -> None:
         print(f"  {proto}: writer actors, one core each, {cap:,.0f} points/s per writer => GPUs {gpus}")
     for r in new:
         old = next(o for o in rows if o["path"].startswith("old") and o["proto"] == r["proto"] and o["dim"] == r["dim"])
-        print(f"  {r['proto']}: driver CPU old / new: {per10k(old['cpu_s'], n):.3f} / "
-              f"{per10k(r['cpu_s'], r['points']):.3f} = {(old['cpu_s'] / n) / max(r['cpu_s'] / r['points'], 1e-12):.1f}x")
+        print(f"  {r['proto']}: driver CPU old / new, at {n:,} points with the executor's start: "
+              f"{per10k(old['cpu_s'], n):.3f} / {per10k(r['cpu_s'], r['points']):.3f} = "
+              f"{(old['cpu_s'] / n) / max(r['cpu_s'] / r['points'], 1e-12):.1f}x; per extra point: "
+              f"{per10k(old['cpu_s'], n):.3f} / {r['marginal_cpu_per_point'] * 10_000:.3f} = "
+              f"{(old['cpu_s'] / n) / max(r['marginal_cpu_per_point'], 1e-12):.1f}x")
 
 
 if __name__ == "__main__":

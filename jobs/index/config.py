@@ -89,8 +89,9 @@ class RunConfig(JobRunFields):
         50_000, ge=1, description="records per checkpoint unit: a crashed run redoes at most the units in flight, "
                                   "each a range of at most this many records of one file")
     block_bytes: int = Field(
-        4 << 20, ge=1 << 10, description="Ray Data block size in bytes for this job's datasets: smaller blocks "
-                                        "stream to the writers sooner and leave less in flight; larger ones cost less")
+        16 << 20, ge=1 << 10, description="Ray Data block size in bytes for this job's datasets: smaller blocks "
+                                         "stream to the writers sooner and leave less in flight; larger ones cost "
+                                         "the driver less (one acknowledgement batch per block)")
     lock_ttl_s: float = Field(900.0, gt=0, description="the alias lock expires this long after its last refresh; "
                                                        "a background heartbeat refreshes it every third of this")
 
