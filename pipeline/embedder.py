@@ -21,8 +21,8 @@ from pipeline.micro_batch_runner import run_micro_batches
 from pipeline.model_inputs import check_id_lists, finite_rows
 from pipeline.pooling import slice_and_normalize
 from pipeline.qwen3_templates import END_TOKEN_ID
-from pipeline.torch_devices import (PASS_COST_TOKENS, attention_implementation, default_max_batch_tokens, precision_name,
-                                    resolve_device, resolve_dtype)
+from pipeline.torch_devices import (PASS_COST_TOKENS, attention_implementation, default_max_batch_tokens,
+                                    precision_name, resolve_device, resolve_dtype)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

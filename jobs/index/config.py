@@ -69,7 +69,8 @@ class EmbedConfig(ModelActorPoolConfig):
     max_length: int = Field(8192, ge=8, description="max tokens per input, end token included")
     doc_instruction: str | None = Field(None, description="instruction for documents; normally none (symmetric tasks set it)")
     query_instruction: str | None = Field(None, description="instruction for queries; none = the default web-search task")
-    batch_size: int = Field(1024, ge=1, description="rows handed to an actor per call; more rows give the length bucketing more to sort")
+    batch_size: int = Field(1024, ge=1, description="rows handed to an actor per call; more rows give the length "
+                                                    "bucketing more to sort")
 
 
 RESERVED_PAYLOAD_KEYS = frozenset({"doc_id", "chunk", "span", "text", "lang", "content_hash", "payload_hash",
