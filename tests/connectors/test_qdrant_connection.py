@@ -58,6 +58,7 @@ def test_local_writes_use_sqlite_wal_and_survive_a_killed_process(tmp_path):
     """Local mode commits once per point; qbatch's connection puts the collection's SQLite in WAL mode
     with synchronous=NORMAL (one fsync per checkpoint, not per point). Every acknowledged point must
     still be there after the writing process is SIGKILLed."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -68,7 +69,7 @@ def test_local_writes_use_sqlite_wal_and_survive_a_killed_process(tmp_path):
     client.close()
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(folder)], capture_output=True, text=True,
-                          cwd=root, env={**__import__("os").environ, "PYTHONPATH": str(root)}, timeout=120)
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
     assert done.returncode == -9, done.stderr
     assert done.stdout.split() == ["wal", "1"]  # synchronous=NORMAL is 1
     client = connect(QdrantConfig(path=str(folder)))
