@@ -43,8 +43,9 @@ class DeadLetterWriter:
     """Appends reject rows to the run's dead-letter table; `count` and `counts_by_reason` tally them."""
 
     def __init__(self, output_uri: str, run_id: str, storage: ObjectStoreOptions | None = None,
-                 rows_per_part: int = 100_000, bytes_per_part: int = 64 << 20):
-        self.uri = dead_letter_uri(output_uri, run_id)
+                 rows_per_part: int = 100_000, bytes_per_part: int = 64 << 20, uri: str | None = None):
+        # `uri` puts the parts elsewhere than the run's table (a run's plan keeps its scan's rejects apart).
+        self.uri = uri or dead_letter_uri(output_uri, run_id)
         self.run_id = run_id
         self._storage = storage
         self._rows_per_part = rows_per_part

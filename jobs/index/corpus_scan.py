@@ -4,8 +4,8 @@ no model) and decide duplicate ids before anything is embedded.
 Good rows are spilled to local disk by doc-id bucket; each bucket is then sorted by (doc_id, file
 order, line), and the first occurrence of an id wins. The outcome does not depend on the order in
 which Ray delivers rows, nor on how many read or prep actors there are. Later occurrences become
-per-file line plans that the embed pass's readers mark as `duplicate_id` rejects, so they are
-dead-lettered with their original rows and never embedded."""
+per-file line plans (connectors/run_plan_store.py) that the embed pass's readers mark as `duplicate_id`
+rejects, so they are dead-lettered with their original rows and never embedded."""
 
 from __future__ import annotations
 
@@ -40,16 +40,17 @@ class CorpusScan:
 
 
 def scan_corpus(cfg: IndexConfig, files, spec, pools, n_buckets: int, dead_letter=None, run_id: str | None = None,
-                with_payloads: bool = True) -> CorpusScan:
-    """Read every record once through the prep stage in scan mode. Rejects are counted, their lines
-    kept, and (with `dead_letter`) written there with their original rows."""
+                with_payloads: bool = True, read=None) -> CorpusScan:
+    """Read every record (or what `read`, a dataset_plan.ReadPlan, selects) once through the prep stage
+    in scan mode. Rejects are counted, their lines kept, and (with `dead_letter`) written there with
+    their original rows."""
     from connectors.bucket_spill import BucketSpill
-    from jobs.index.dataset_plan import build_index_dataset
+    from jobs.index.dataset_plan import ReadPlan, build_index_dataset
 
     uris = [f.uri for f in files]
     scan = CorpusScan(BucketSpill(SCAN_SCHEMA, n_buckets), uris)
     order = pa.array(uris, pa.string())
-    ds = build_index_dataset(cfg, files, spec.fingerprint, spec.dim, pools, scan_only=True)
+    ds = build_index_dataset(cfg, files, spec.fingerprint, spec.dim, pools, read=read or ReadPlan(), scan_only=True)
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
         marker = pc.fill_null(pc.equal(batch.column("reject_stage"), EOF_STAGE), False)
         batch = batch.filter(pc.invert(marker))
@@ -91,17 +92,3 @@ def add_lines(target: dict[str, list[int]], table: pa.Table, files: list[str]) -
     """Append the (file_order, line) rows of `table` to `target`, keyed by file URI."""
     for file_order, line in zip(table.column("file_order").to_pylist(), table.column("line").to_pylist()):
         target[files[file_order]].append(line)
-
-
-def write_line_plans(run_folder: str, kind: str, lines: dict[str, list[int]], storage) -> dict[str, str]:
-    """One sorted one-column Parquet file of record numbers per input file, under `{run_folder}/plan/`,
-    with deterministic names (a retried plan overwrites, never duplicates); returns file URI -> plan URI."""
-    from connectors.file_progress import file_key
-    from connectors.object_store import join_uri, table_to_parquet, write_bytes
-
-    plans = {}
-    for uri, wanted in lines.items():
-        target = join_uri(run_folder, "plan", f"{file_key(uri)}.{kind}.parquet")
-        write_bytes(target, table_to_parquet(pa.table({"line": pa.array(sorted(wanted), pa.int64())})), storage)
-        plans[uri] = target
-    return plans

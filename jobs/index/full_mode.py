@@ -43,8 +43,10 @@ def run_full(run: IndexRun, dead_letter) -> None:
     state = run.state_store.load()
     if not state.reached("loaded"):
         ensure_collection(client, cfg.qdrant, coll, run.creation_spec(), bulk_load=True)
-        plan = plan_full(run)  # duplicates decided before embedding; read back on a resume
-        run.report["duplicate_plan"] = plan
+    plan = plan_full(run)  # duplicates decided before embedding; read back on a resume
+    run.report["duplicate_plan"] = plan
+    run.files = plan.files  # a resumed attempt works from the listing its plan was made from
+    if not state.reached("loaded"):
         load = run_load_pass(run, run.files, ReadPlan(duplicate_lines=plan.duplicate_lines))
     else:  # loaded by an earlier attempt: the totals come from the unit markers
         load = run_load_pass(run, run.files)

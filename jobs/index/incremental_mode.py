@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import logging
 
-from common.errors import GateFailedError
+from common.errors import GateFailedError, RejectRatioExceededError
 from jobs.index.gates import GateBook, embed_queries_remote, golden_recall_of, load_golden
 from jobs.index.dataset_plan import ReadPlan
-from jobs.index.incremental_plan import scan_and_plan
+from jobs.index.incremental_plan import plan_incremental
 from jobs.index.load_pass import run_load_pass
 from jobs.index.run_context import IndexRun
 
@@ -29,7 +29,6 @@ log = logging.getLogger("qbatch.index")
 def run_incremental(run: IndexRun, dead_letter, append: bool) -> None:
     """Refresh the live collection in place; a refusal after this run (or an earlier attempt of it)
     wrote anything puts the live collection back first."""
-    from common.errors import RejectRatioExceededError
     from connectors.undo_log import UndoLog
 
     undo = UndoLog(run.run_folder, run.collection, run.run_id, run.storage)
@@ -42,8 +41,7 @@ def run_incremental(run: IndexRun, dead_letter, append: bool) -> None:
 
 
 def _refresh(run: IndexRun, dead_letter, append: bool, undo) -> None:
-    from connectors.manifest_store import ManifestReader, ManifestWriter, read_current, write_current
-    from pipeline.manifest_diff import gate_projection
+    from connectors.manifest_store import ManifestReader, read_current, write_current
     from pipeline.validation_gates import count_parity, golden_gate
 
     cfg, client, coll = run.cfg, run.client, run.collection
@@ -56,47 +54,35 @@ def _refresh(run: IndexRun, dead_letter, append: bool, undo) -> None:
     golden = load_golden(cfg)
     vectors = embed_queries_remote(cfg, list(golden), run.spec.dim, cfg.embed.query_instruction) if golden else None
     state = run.state_store.load()
+    # Every attempt runs the plan the first one persisted (a run loaded by an older qbatch may have none).
+    plan = plan_incremental(run, old, append, scan=not state.reached("loaded"))
+    if plan is not None:
+        run.files = plan.files
+        run.report["plan"] = plan
+        for table in plan.rejects():  # this attempt's dead-letter table starts afresh
+            dead_letter.write(table)
 
     if not state.reached("loaded"):
-        with ManifestWriter(run.out, run.alias, new_key, n_buckets=old.n_buckets, storage=run.storage) as manifest:
-            plan = scan_and_plan(cfg, run.files, run.spec, run.pools, run.run_id, old, dead_letter, manifest, append,
-                                 run.run_folder)
-            try:
-                run.report["plan"] = plan
-                failures = gate_projection(plan.summary, old.summary()["docs"], cfg.gates.max_delete_ratio,
-                                           cfg.gates.min_ratio)
-                if append:  # an append only adds; shrinking is impossible and deleting never happens
-                    failures = []
-                if failures:
-                    run.report["gates"] = [{"gate": "diff_projection", "passed": False, "message": m}
-                                           for m in failures]
-                    raise GateFailedError("refused before writing anything: " + "; ".join(failures))
-                run.check_reject_ratio(plan.read, sum(plan.rejected.values()) + plan.duplicates,
-                                       "refused before writing anything to the live collection")
-                golden_before = golden_recall_of(client, coll, golden, vectors, cfg.gates.golden_k) \
-                    if golden else None
-                if golden and plan.summary.deleted:
-                    gate_golden_before_writing(run, plan, golden, vectors, golden_before)
-                files = [f for f in run.files if f.uri in plan.keep_lines]
-                load = run_load_pass(run, files, ReadPlan(plan.keep_lines, plan.duplicate_lines), undo=undo)
-                run.report["load"] = load
-                run.check_lock()
-                updated = apply_payload_updates(run, plan, undo)
-                changed = plan.summary.new_docs + plan.summary.changed + plan.summary.payload_only \
-                    + plan.summary.deleted
-                if not changed:
-                    log.info("nothing changed: no embedding, no writes")
-                    run.state_store.advance("loaded", manifest=old_key, golden_before=golden_before, updated=0)
-                else:
-                    for table in run.progress.iter_manifest_rows():
-                        manifest.add(table)
-                    manifest.commit()
-                    deleted = apply_deletions(run, old, ManifestReader(run.out, run.alias, new_key,
-                                                                       storage=run.storage), undo)
-                    run.state_store.advance("loaded", manifest=new_key, golden_before=golden_before,
-                                            updated=updated, deleted_points=deleted)
-            finally:
-                plan.close()
+        try:
+            golden_before = gate_before_writing(run, plan, old, golden, vectors, append)
+        except (GateFailedError, RejectRatioExceededError):
+            dead_letter_duplicates(run, plan, dead_letter)  # they would have been, had the load pass run
+            plan.store.discard()  # nothing was written: a retry with a fixed source plans afresh
+            raise
+        files = [f for f in run.files if f.uri in plan.keep_lines]
+        load = run_load_pass(run, files, ReadPlan(plan.keep_lines, plan.duplicate_lines), undo=undo)
+        run.report["load"] = load
+        run.check_lock()
+        updated = apply_payload_updates(run, plan, undo)
+        changed = plan.summary.new_docs + plan.summary.changed + plan.summary.payload_only + plan.summary.deleted
+        if not changed:
+            log.info("nothing changed: no embedding, no writes")
+            run.state_store.advance("loaded", manifest=old_key, golden_before=golden_before, updated=0)
+        else:
+            commit_manifest(run, new_key, old.n_buckets, plan)
+            deleted = apply_deletions(run, old, ManifestReader(run.out, run.alias, new_key, storage=run.storage), undo)
+            run.state_store.advance("loaded", manifest=new_key, golden_before=golden_before,
+                                    updated=updated, deleted_points=deleted)
     state = run.state_store.load()
     details = state.details
     run.report["incremental"] = {"payload_updated_docs": details.get("updated", 0),
@@ -122,6 +108,55 @@ def _refresh(run: IndexRun, dead_letter, append: bool, undo) -> None:
     run.state_store.advance("manifest_committed")
     drop_old_manifests(run, keep_key=key)
     run.state_store.advance("cleaned")
+
+
+def gate_before_writing(run: IndexRun, plan, old, golden, vectors, append: bool) -> float | None:
+    """The gates that can refuse before the live collection changes: the diff's projection, the reject
+    ratio and, when documents go away, golden recall without them. Returns golden recall of the live
+    collection as the first attempt found it, before any write (recorded, so a resumed attempt that
+    may already have written never measures it again)."""
+    from pipeline.manifest_diff import gate_projection
+
+    cfg = run.cfg
+    failures = [] if append else gate_projection(plan.summary, old.summary()["docs"], cfg.gates.max_delete_ratio,
+                                                 cfg.gates.min_ratio)  # an append never shrinks or deletes
+    if failures:
+        run.report["gates"] = [{"gate": "diff_projection", "passed": False, "message": m} for m in failures]
+        raise GateFailedError("refused before writing anything: " + "; ".join(failures))
+    run.check_reject_ratio(plan.read, sum(plan.rejected.values()) + plan.duplicates,
+                           "refused before writing anything to the live collection")
+    details = run.state_store.load().details
+    if "golden_before" in details:  # an earlier attempt measured it and passed the golden gate below
+        return details["golden_before"]
+    golden_before = golden_recall_of(run.client, run.collection, golden, vectors, cfg.gates.golden_k) \
+        if golden else None
+    if golden and plan.summary.deleted:
+        gate_golden_before_writing(run, plan, golden, vectors, golden_before)
+    run.state_store.advance("started", golden_before=golden_before)
+    return golden_before
+
+
+def dead_letter_duplicates(run: IndexRun, plan, dead_letter) -> None:
+    """Dead-letter, with their original rows, the records the plan found repeating an earlier id:
+    the load pass does that as it reads them, but a refused run never gets there."""
+    from jobs.index.corpus_scan import scan_corpus
+
+    files = [f for f in run.files if f.uri in plan.duplicate_lines]
+    if files:
+        scan_corpus(run.cfg, files, run.spec, run.pools, 1, dead_letter=dead_letter, run_id=run.run_id,
+                    read=ReadPlan(plan.duplicate_lines, plan.duplicate_lines)).close()
+
+
+def commit_manifest(run: IndexRun, key: str, n_buckets: int, plan) -> None:
+    """The new manifest: the rows the plan carries over, then those of every unit the load pass wrote."""
+    from connectors.manifest_store import ManifestWriter
+
+    with ManifestWriter(run.out, run.alias, key, n_buckets=n_buckets, storage=run.storage) as manifest:
+        for i in range(plan.carried.n_buckets):
+            manifest.add(plan.carried.read(i))
+        for table in run.progress.iter_manifest_rows():
+            manifest.add(table)
+        manifest.commit()
 
 
 def gate_golden_before_writing(run: IndexRun, plan, golden, vectors, live_recall: float) -> None:

@@ -23,6 +23,8 @@ def build_report(run, wall_s: float) -> dict:
         read = plan.read
         for reason, n in plan.rejected.items():
             rejected[reason] = rejected.get(reason, 0) + n
+        if load is None and plan.duplicates:  # refused before the load pass, which counts them as it reads
+            rejected["duplicate_id"] = rejected.get("duplicate_id", 0) + plan.duplicates
     sc = book.counters if book is not None else None
     pipeline_s = max(load.seconds if load is not None else wall_s, 1e-9)
     real = totals.get("real_tokens", 0)
@@ -89,6 +91,9 @@ def build_report(run, wall_s: float) -> dict:
         "gates": run.report.get("gates", []),
         "throughput": sc.throughput if sc else [],
     }
+    planned = plan if plan is not None else run.report.get("duplicate_plan")
+    if planned is not None:  # what this run embeds was decided by this plan, made by the first attempt
+        report["plan"] = {"reused": planned.reused, "files": len(planned.files), "duplicates": planned.duplicates}
     if plan is not None:
         # Point counts are unknown before chunking; the plan speaks in documents.
         report["diff"] = {k: v for k, v in plan.summary.as_dict().items() if not k.startswith("points_")}

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -120,6 +121,22 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) ->
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(0.5)
+
+
+def kill_after_writes(proc: subprocess.Popen, files_dir, timeout: float = 500) -> None:
+    """SIGKILL the run's process group once a file is checkpointed: its points were acknowledged."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not (files_dir.exists() and list(files_dir.glob("*.done.json"))):
+            if proc.poll() is not None:
+                raise AssertionError(f"run ended early ({proc.returncode}): {proc.stderr.read()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError("no file was checkpointed in time")
+            time.sleep(0.3)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def all_points(client, collection: str) -> dict[str, tuple[list[float], dict]]:

@@ -112,7 +112,8 @@ def test_transient_writer_failures_are_retried_and_reported(tmp_path, tiny_embed
 
 def test_sigkill_mid_file_redoes_at_most_the_units_in_flight(tmp_path, tiny_embedding_checkpoint):
     """One Parquet file of 8 row groups of 50 rows, checkpointed every 50 rows: a rerun after a SIGKILL
-    skips the row groups already checkpointed and redoes only what was in flight."""
+    skips the row groups already checkpointed, redoes only what was in flight, and embeds what the first
+    attempt planned though a file was added meanwhile."""
     rows = catalog_rows(400)
     (tmp_path / "src").mkdir()
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "src" / "catalog.parquet", row_group_size=50)
@@ -134,10 +135,14 @@ def test_sigkill_mid_file_redoes_at_most_the_units_in_flight(tmp_path, tiny_embe
         proc.wait()
     done, in_flight = done_and_in_flight()
     assert 2 <= len(done) < 8 and in_flight
+    # A file that lands after the first attempt planned is left for the next run: the rerun runs the plan.
+    write_corpus(tmp_path / "late", [dict(r, id=f"late{i}") for i, r in enumerate(catalog_rows(7))], n_files=1)
+    (tmp_path / "late" / "part-000.parquet").rename(tmp_path / "src" / "late.parquet")
     rerun = subprocess.run([sys.executable, "-m", "jobs.cli", "index", "--config", str(cfg)], cwd=REPO,
                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     report = _exact(tmp_path, rows)
+    assert report["plan"] == {"reused": True, "files": 1, "duplicates": 0}
     resume = report["resume"]
     print("resume figures:", resume)  # quoted in the issue's closing note (pytest -s)
     assert resume["units_done_by_earlier_attempts"] == len(done)

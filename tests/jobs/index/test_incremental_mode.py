@@ -15,9 +15,8 @@ import time
 import numpy as np
 
 from jobs.runtime.exit_codes import ExitCode
-from tests.jobs.index.index_fixtures import (REPO, all_points, catalog_rows, index_config, qdrant_at, read_report,
-                                             run_cli, run_dir, start_index_run,
-                                             write_corpus)
+from tests.jobs.index.index_fixtures import (REPO, all_points, catalog_rows, index_config, kill_after_writes,
+                                             qdrant_at, read_report, run_cli, run_dir, start_index_run, write_corpus)
 
 SAMPLE = REPO / "examples"
 
@@ -120,22 +119,6 @@ def test_golden_gates_refuse_before_writing_and_restore_after_writing(ray_sessio
                     "run.mode=incremental", "--set", "run.run_id=breaks-golden"]) == ExitCode.CONFIG_ERROR
 
 
-def _kill_after_writes(proc: subprocess.Popen, files_dir, timeout: float = 500) -> None:
-    """SIGKILL the run's process group once a file is checkpointed: its points were acknowledged."""
-    deadline = time.monotonic() + timeout
-    try:
-        while not (files_dir.exists() and list(files_dir.glob("*.done.json"))):
-            if proc.poll() is not None:
-                raise AssertionError(f"run ended early ({proc.returncode}): {proc.stderr.read()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError("no file was checkpointed in time")
-            time.sleep(0.3)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def _carrying(tmp_path, run_id: str) -> int:
     return sum(p["run_id"] == run_id for _, p in _points(tmp_path).values())
 
@@ -156,7 +139,7 @@ def test_a_crash_mid_write_is_undone_by_rollback_or_by_a_resume_whose_gate_fails
 
     # A crash in the middle of the writes, then `qbatch index rollback`.
     proc = start_index_run(build, "crashed", slow, *small_batches)
-    _kill_after_writes(proc, run_dir(tmp_path, "crashed") / "files")
+    kill_after_writes(proc, run_dir(tmp_path, "crashed") / "files")
     assert _carrying(tmp_path, "crashed") > 0  # the kill landed after the live collection changed
     assert run_cli(["index", "rollback", "--config", build]) == ExitCode.OK
     _assert_same_points(before, _points(tmp_path))
@@ -174,7 +157,7 @@ def test_a_crash_mid_write_is_undone_by_rollback_or_by_a_resume_whose_gate_fails
     gated = [*small_batches, "--set", f"source.uri='{tmp_path / 'v3'}'", "--set", f"gates.golden_queries='{golden}'",
              "--set", "gates.golden_min_recall=0.9"]
     proc = start_index_run(build, "resumed", slow, *gated)  # recall@10 of 20 expected documents is at most 0.5
-    _kill_after_writes(proc, run_dir(tmp_path, "resumed") / "files")
+    kill_after_writes(proc, run_dir(tmp_path, "resumed") / "files")
     assert _carrying(tmp_path, "resumed") > 0
     again = subprocess.run([sys.executable, "-m", "jobs.cli", "index", "--config", str(build), "--set",
                             "run.run_id=resumed", *gated], cwd=REPO, capture_output=True, text=True,
