@@ -3,7 +3,8 @@ by tokens, tokenise, hash. A callable class for `ds.map_batches(PrepStage, fn_co
 batch_format="pyarrow")`; the tokenizer loads once per actor in __init__.
 
 Output schema (the contract with the embed stage and the driver), one row per chunk of every good
-document and one row per rejected record, in input order:
+document and one row per rejected record, in input order in scan mode and otherwise in
+`prep_row_order.length_order` (whole documents longest first, then rejects, then markers):
 
     doc_id          string        normalised id; null for rejects without a usable id
     chunk           int32         0-based chunk number (0 for rejects)
@@ -44,6 +45,7 @@ import pyarrow.compute as pc
 from common.end_of_file import END_OF_FILE, EOF_STAGE
 from common.row_validation import ColumnSpec, ValidatedRow, validate_raw_records
 from pipeline.content_hashing import canonical_json, content_hash, payload_hash
+from pipeline.prep_row_order import length_order
 from pipeline.token_chunking import chunk_spans
 
 
@@ -130,6 +132,8 @@ class PrepStage:
         for marker in markers:  # a marker closes its unit, so it goes last
             self._add_end_of_unit(out, marker["_file"], marker["_line"], marker["_record"])
         table = pa.Table.from_pydict(out, schema=PREP_SCHEMA)
+        if not self._scan_only:
+            table = table.take(pa.array(length_order(out), pa.int64()))
         seconds = [time.perf_counter() - start] + [0.0] * (table.num_rows - 1)
         return table.append_column("_prep_seconds", pa.array(seconds[:table.num_rows], pa.float64()))
 
@@ -198,3 +202,15 @@ class PrepStage:
         enc = self._tokenizer.hf_tokenizer(text, add_special_tokens=False, return_attention_mask=False,
                                            return_token_type_ids=False)
         return len(enc["input_ids"])
+
+
+def scan_records(batch: pa.Table, columns_cfg_dict: Mapping[str, Any], chunking_cfg_dict: Mapping[str, Any],
+                 fingerprint: Mapping[str, Any], dim: int | None, doc_instruction: str | None) -> pa.Table:
+    """PrepStage in scan mode as a plain function, for Ray Data tasks: one row per record with its
+    hashes, no tokenizer to load."""
+    return PrepStage(columns_cfg_dict, chunking_cfg_dict, _no_tokenizer, fingerprint, dim, doc_instruction,
+                     scan_only=True)(batch)
+
+
+def _no_tokenizer() -> DocTokenizer:
+    raise AssertionError("the scan needs no tokenizer")

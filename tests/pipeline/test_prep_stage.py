@@ -1,5 +1,6 @@
-"""PrepStage: one row per chunk or reject, in input order; plus a seeded corpus fuzz test that runs
-generated JSONL/CSV/Parquet files through listing, reader, validation and prep."""
+"""PrepStage: one row per chunk or reject (documents in length order, see test_prep_row_order); plus a
+seeded corpus fuzz test that runs generated JSONL/CSV/Parquet files through listing, reader,
+validation and prep."""
 
 from __future__ import annotations
 
@@ -68,9 +69,9 @@ def test_chunking_off_one_row_per_document_truncation_counted():
     assert out.schema.equals(PREP_SCHEMA.append(pa.field("_prep_seconds", pa.float64())))
     assert out.column("_prep_seconds")[0].as_py() > 0 and sum(out.column("_prep_seconds").to_pylist()[1:]) == 0
     rows = out.to_pylist()
-    assert [(r["doc_id"], r["_line"], r["reject_reason"], r["reject_stage"]) for r in rows] == [
-        ("1", 1, None, None), ("2", 2, None, None), (None, 3, "broken_json", "read"), ("3", 4, "empty_text", "prep")]
-    short, long_, broken, empty = rows
+    assert [(r["doc_id"], r["_line"], r["reject_reason"], r["reject_stage"]) for r in rows] == [  # longest first
+        ("2", 2, None, None), ("1", 1, None, None), (None, 3, "broken_json", "read"), ("3", 4, "empty_text", "prep")]
+    long_, short, broken, empty = rows
     assert (short["truncated"], long_["truncated"]) == (False, True)
     assert long_["n_tokens"] == MAX_LENGTH and (long_["span_start"], long_["span_end"]) == (0, len(LONG))
     assert short["token_ids"][0] == _hf_tokenizer().cls_token_id and short["n_tokens"] == len(short["token_ids"])
