@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 
@@ -100,17 +99,23 @@ def _run_with_client(cfg: IndexConfig, args, client) -> int:
     if cfg.run.run_id is None:  # derived from the config and the listing: tag the log lines from here on
         configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "INFO"), run_id)
         log.info("run id %s (derived: mode, date, config and source listing)", run_id)
-    try:
-        tokenizer = EmbeddingTokenizer.from_pretrained(cfg.embed.model, max_length=cfg.embed.max_length)
+    try:  # the checkpoint's identity now; its tokenizer loads while Ray starts, checked before any write
+        tokenizer = EmbeddingTokenizer.from_pretrained(cfg.embed.model, max_length=cfg.embed.max_length,
+                                                       defer_loading=True)
     except (FileNotFoundError, ValueError) as e:  # a missing or unsupported model: a retry cannot help
         raise ConfigError(f"embed.model {cfg.embed.model!r}: {e}") from None
+    from jobs.index.tokenizer_check import TokenizerCheck
+
+    check = TokenizerCheck(tokenizer, cfg.embed.model)
     spec = collection_spec(cfg, tokenizer)
     live = alias_target(client, cfg.qdrant.collection)
     guard_live(cfg, client, live, spec)
-    run = IndexRun(cfg=cfg, run_id=run_id, client=client, files=files, spec=spec, tokenizer=tokenizer, live=live)
+    run = IndexRun(cfg=cfg, run_id=run_id, client=client, files=files, spec=spec, tokenizer=tokenizer, live=live,
+                   tokenizer_check=check)
     if args.dry_run:
         from jobs.index.dry_run import print_plan
 
+        run.check_tokenizer()
         print_plan(run)
         return int(ExitCode.OK)
     return _run_locked(run, args)
@@ -151,6 +156,7 @@ def _run_locked(run: IndexRun, args) -> int:
         if run.mode != "full":  # in place: the live collection takes what settings it can, or the run stops here
             from connectors.collection_settings import reconcile_settings
 
+            run.check_tokenizer()  # before this first write to the live collection
             run.report["settings_applied"] = reconcile_settings(run.client, cfg.qdrant, run.collection)
         run.state_store.begin(run.alias, run.mode, fingerprint, run.collection, requested_mode=cfg.run.mode)
         run.progress = FileProgressStore(run.run_root, run.run_id, run.storage)
@@ -164,6 +170,7 @@ def _run_locked(run: IndexRun, args) -> int:
         writers = 1 if cfg.qdrant.is_local else cfg.qdrant.parallel_writers
         run.pools = plan_and_wait("embed", cfg.embed, cpu_stages=True, writers=writers)  # may wait for GPUs
         log.info("pools: %s", run.pools.describe())
+        run.check_tokenizer()  # loaded meanwhile; before the first write
         error: BaseException | None = None
         from connectors.dead_letter_writer import DeadLetterWriter
 

@@ -32,6 +32,13 @@ class IndexRun:
     mode: str = "full"
     started: float = field(default_factory=time.perf_counter)
     report: dict = field(default_factory=dict)
+    tokenizer_check: Any = None  # TokenizerCheck: the tokenizer loading while Ray starts
+
+    def check_tokenizer(self) -> None:
+        """Wait for the tokenizer loaded in the background (jobs/index/tokenizer_check.py); a checkpoint
+        whose tokenizer does not load is a config error, raised before anything is written."""
+        if self.tokenizer_check is not None:
+            self.tokenizer_check.result()
 
     @property
     def alias(self) -> str:

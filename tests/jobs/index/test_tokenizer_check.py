@@ -1,0 +1,44 @@
+"""The tokenizer loads on a background thread while Ray starts, yet a checkpoint whose tokenizer does not
+load still fails the run as a config error before anything is written (real tokenizer files, local
+Ray, Qdrant local mode)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from common.errors import ConfigError
+from jobs.index.tokenizer_check import TokenizerCheck
+from jobs.runtime.exit_codes import ExitCode
+from pipeline.embedding_tokenizer import EmbeddingTokenizer
+from tests.jobs.index.index_fixtures import index_config, qdrant_at, run_cli, write_corpus
+
+
+def _broken_copy(checkpoint, tmp_path):
+    broken = tmp_path / "broken-checkpoint"
+    shutil.copytree(checkpoint, broken)
+    (broken / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "NoSuchModel"}}')
+    return broken
+
+
+def test_the_check_loads_the_tokenizer_or_names_the_model(tmp_path, tiny_embedding_checkpoint):
+    good = EmbeddingTokenizer.from_pretrained(tiny_embedding_checkpoint, defer_loading=True)
+    TokenizerCheck(good, "tiny").result()
+    assert good.tokenize(["hello"])[0][-1] == 151643  # loaded, and Qwen3's end token applies
+    broken = EmbeddingTokenizer.from_pretrained(_broken_copy(tiny_embedding_checkpoint, tmp_path), defer_loading=True)
+    with pytest.raises(ConfigError, match="embed.model 'broken': its tokenizer does not load"):
+        TokenizerCheck(broken, "broken").result()
+
+
+def test_a_run_with_a_broken_tokenizer_stops_before_writing(ray_session, tmp_path, tiny_embedding_checkpoint, capsys):
+    write_corpus(tmp_path / "src", [{"id": f"d{i}", "title": f"t{i}", "description": "x", "price": 1.0, "lang": "en"}
+                                    for i in range(4)], n_files=1)
+    cfg = index_config(tmp_path, str(tmp_path / "src"), _broken_copy(tiny_embedding_checkpoint, tmp_path))
+    assert run_cli(["index", "--config", cfg]) == ExitCode.CONFIG_ERROR
+    assert "its tokenizer does not load" in capsys.readouterr().err
+    with qdrant_at(tmp_path / "qdrant") as client:
+        assert client.get_collections().collections == []  # not even the run's new collection
+    state = json.loads((tmp_path / "out" / "catalog" / "runs" / "r1" / "state.json").read_text())
+    assert state["phase"] == "started"
