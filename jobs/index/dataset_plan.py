@@ -48,7 +48,7 @@ def build_index_dataset(cfg: IndexConfig, files, fingerprint: dict, dim: int, po
     import ray
 
     from connectors.corpus_datasource import CorpusDatasource
-    from pipeline.prep_stage import PrepStage
+    from pipeline.prep_stage import PrepStage, scan_records
 
     files = list(files)
     uris = {f.uri for f in files}
@@ -59,21 +59,24 @@ def build_index_dataset(cfg: IndexConfig, files, fingerprint: dict, dim: int, po
                          keep_lines=only(read.keep_lines) if read.keep_lines is not None else None,
                          unit_rows=cfg.run.checkpoint_rows, skip_units=only(read.skip_units),
                          duplicate_lines=only(read.duplicate_lines)),
-        num_cpus=pools.read_num_cpus,
+        num_cpus=pools.scan_num_cpus if scan_only else pools.read_num_cpus,
     )
     # This dataset's own context (never the process-global one): bounded blocks, in no particular order.
     ds.context.target_max_block_size = cfg.run.block_bytes
     ds.context.execution_options.preserve_order = False
+    prep_args = (cfg.columns.model_dump(), cfg.chunking.model_dump())
+    if scan_only:
+        # Hashes need no tokenizer, so nothing is worth loading once per actor: plain tasks, fused with the
+        # read (same CPU share), on worker processes Ray already has, and as many as the CPUs allow.
+        return ds.map_batches(scan_records, fn_args=(*prep_args, fingerprint, dim, cfg.embed.doc_instruction),
+                              batch_format="pyarrow", batch_size=None, num_cpus=pools.scan_num_cpus)
     tokenizer_factory = DocumentTokenizerFactory(cfg.embed.model, cfg.embed.max_length, cfg.embed.doc_instruction)
     ds = ds.map_batches(
         PrepStage,
-        fn_constructor_args=(cfg.columns.model_dump(), cfg.chunking.model_dump(), tokenizer_factory,
-                             fingerprint, dim, cfg.embed.doc_instruction, scan_only),
+        fn_constructor_args=(*prep_args, tokenizer_factory, fingerprint, dim, cfg.embed.doc_instruction),
         batch_format="pyarrow", batch_size=None, num_cpus=pools.prep_num_cpus,
         compute=ray.data.ActorPoolStrategy(size=pools.prep_concurrency),
     )
-    if scan_only:
-        return ds
     if writer is None:
         raise ValueError("an embedding pass needs a writer target")
     from connectors.qdrant_writer_stage import QdrantWriterStage

@@ -70,6 +70,7 @@ class PoolPlan:
     read_num_cpus: float = 0.0
     writers: int = 0  # Qdrant writer actors after the model pool (index job)
     writer_num_cpus: float = 0.0
+    scan_num_cpus: float = 1.0  # per task of the hash-only scan, which runs before the pools start
 
     def actor_bundle(self) -> dict[str, float]:
         """What one actor of the pool reserves, as a Ray resource bundle."""

@@ -152,8 +152,8 @@ def test_sigkill_mid_file_redoes_at_most_the_units_in_flight(tmp_path, tiny_embe
 
 
 def test_the_same_duplicate_wins_whatever_the_pool_sizes(ray_session, tmp_path, tiny_embedding_checkpoint):
-    """Ids repeated within a file and across files: the first in (file, line) order wins, with one or
-    two prep actors in the scan and one or two embed actors in the load pass."""
+    """Ids repeated within a file and across files: the first in (file, line) order wins, with two or
+    eight scan tasks at once and one or two embed actors in the load pass."""
     import dataclasses
 
     from jobs.index.config import IndexConfig
@@ -177,8 +177,8 @@ def test_the_same_duplicate_wins_whatever_the_pool_sizes(ray_session, tmp_path, 
     spec = collection_spec(cfg, EmbeddingTokenizer.from_pretrained(cfg.embed.model, max_length=cfg.embed.max_length))
     base = plan_pools("embed", cfg.embed, {"CPU": 2.0}, cpu_stages=True, writers=1)
     losers = []
-    for prep in (1, 2):
-        scan = scan_corpus(cfg, files, spec, dataclasses.replace(base, prep_concurrency=prep, prep_num_cpus=0.25), 8)
+    for share in (1.0, 0.25):  # two or eight scan tasks at once
+        scan = scan_corpus(cfg, files, spec, dataclasses.replace(base, scan_num_cpus=share), 8)
         try:
             lost = pa.concat_tables([first_occurrences(scan.spill.read(i))[1] for i in range(8)])
         finally:
