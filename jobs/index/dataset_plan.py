@@ -42,9 +42,11 @@ class ReadPlan:
 
 
 def build_index_dataset(cfg: IndexConfig, files, fingerprint: dict, dim: int, pools: PoolPlan,
-                        read: ReadPlan = ReadPlan(), writer: WriterTarget | None = None, scan_only: bool = False):
+                        read: ReadPlan = ReadPlan(), writer: WriterTarget | None = None, scan_only: bool = False,
+                        tokenizer_snapshot: str | None = None):
     """The lazy Ray dataset of acknowledgement rows (`writer`), or of prepared document rows with hashes
-    and no tokens or vectors (`scan_only`, for a run's plan)."""
+    and no tokens or vectors (`scan_only`, for a run's plan). `tokenizer_snapshot`
+    (pipeline/backend_tokenizer.py) spares each prep actor loading the tokenizer with transformers."""
     import ray
 
     from connectors.corpus_datasource import CorpusDatasource
@@ -70,7 +72,8 @@ def build_index_dataset(cfg: IndexConfig, files, fingerprint: dict, dim: int, po
         # read (same CPU share), on worker processes Ray already has, and as many as the CPUs allow.
         return ds.map_batches(scan_records, fn_args=(*prep_args, fingerprint, dim, cfg.embed.doc_instruction),
                               batch_format="pyarrow", batch_size=None, num_cpus=pools.scan_num_cpus)
-    tokenizer_factory = DocumentTokenizerFactory(cfg.embed.model, cfg.embed.max_length, cfg.embed.doc_instruction)
+    tokenizer_factory = DocumentTokenizerFactory(cfg.embed.model, cfg.embed.max_length, cfg.embed.doc_instruction,
+                                                 tokenizer_snapshot)
     ds = ds.map_batches(
         PrepStage,
         fn_constructor_args=(*prep_args, tokenizer_factory, fingerprint, dim, cfg.embed.doc_instruction),
@@ -105,13 +108,20 @@ def build_index_dataset(cfg: IndexConfig, files, fingerprint: dict, dim: int, po
 
 
 class DocumentTokenizerFactory:
-    """Picklable: each prep actor loads the tokenizer (not the weights) once."""
+    """Picklable: each prep actor builds the tokenizer (not the weights) once, from the driver's snapshot
+    when there is one (no transformers import), else by loading it with transformers."""
 
-    def __init__(self, model: str, max_length: int, doc_instruction: str | None):
+    def __init__(self, model: str, max_length: int, doc_instruction: str | None, snapshot: str | None = None):
         self.model, self.max_length, self.doc_instruction = model, max_length, doc_instruction
+        self.snapshot = snapshot
 
     def __call__(self):
         from pipeline.embedding_tokenizer import DocumentTokenizer, EmbeddingTokenizer
 
-        return DocumentTokenizer(EmbeddingTokenizer.from_pretrained(self.model, max_length=self.max_length),
-                                 self.doc_instruction)
+        tokenizer = EmbeddingTokenizer.from_pretrained(self.model, max_length=self.max_length,
+                                                       defer_loading=self.snapshot is not None)
+        if self.snapshot is not None:
+            from pipeline.backend_tokenizer import BackendTokenizer
+
+            tokenizer.hf_tokenizer = BackendTokenizer(self.snapshot)  # the setter checks the end-token rule
+        return DocumentTokenizer(tokenizer, self.doc_instruction)

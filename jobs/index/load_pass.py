@@ -62,7 +62,7 @@ def run_load_pass(run, files, read: ReadPlan = ReadPlan(), undo=None) -> LoadRes
         skip = {f.uri: set(units_done.get(f.uri, {})) for f in todo if units_done.get(f.uri)}
         ds = build_index_dataset(cfg, todo, run.spec.fingerprint, run.spec.dim, run.pools,
                                  read=ReadPlan(read.keep_lines, read.duplicate_lines, skip),
-                                 writer=writer_target(run, undo))
+                                 writer=writer_target(run, undo), tokenizer_snapshot=run.tokenizer_snapshot())
         bar = ProgressLine(enabled=cfg.run.progress and sys.stderr.isatty(), unit="docs")
         try:
             with run.client.released():  # local mode: the writer actor owns the folder meanwhile

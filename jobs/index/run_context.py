@@ -40,6 +40,10 @@ class IndexRun:
         if self.tokenizer_check is not None:
             self.tokenizer_check.result()
 
+    def tokenizer_snapshot(self) -> str | None:
+        """The checked tokenizer as the prep actors rebuild it without transformers; None = they load it."""
+        return self.tokenizer_check.snapshot() if self.tokenizer_check is not None else None
+
     @property
     def alias(self) -> str:
         return self.cfg.qdrant.collection

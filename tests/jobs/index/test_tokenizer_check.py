@@ -1,11 +1,14 @@
 """The tokenizer loads on a background thread while Ray starts, yet a checkpoint whose tokenizer does not
-load still fails the run as a config error before anything is written (real tokenizer files, local
-Ray, Qdrant local mode)."""
+load still fails the run as a config error before anything is written; the prep actors get it as a
+snapshot and never import transformers or torch (real tokenizer files, local Ray, Qdrant local mode)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,9 @@ from jobs.index.tokenizer_check import TokenizerCheck
 from jobs.runtime.exit_codes import ExitCode
 from pipeline.embedding_tokenizer import EmbeddingTokenizer
 from tests.jobs.index.index_fixtures import index_config, qdrant_at, run_cli, write_corpus
+from tests.pipeline.text_samples import TEXTS
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _broken_copy(checkpoint, tmp_path):
@@ -42,3 +48,23 @@ def test_a_run_with_a_broken_tokenizer_stops_before_writing(ray_session, tmp_pat
         assert client.get_collections().collections == []  # not even the run's new collection
     state = json.loads((tmp_path / "out" / "catalog" / "runs" / "r1" / "state.json").read_text())
     assert state["phase"] == "started"
+
+
+def test_prep_actors_build_the_shared_tokenizer_without_transformers_or_torch(tmp_path, tiny_embedding_checkpoint):
+    checkpoint = tiny_embedding_checkpoint
+    check = TokenizerCheck(EmbeddingTokenizer.from_pretrained(checkpoint, defer_loading=True), "tiny")
+    snapshot = tmp_path / "snapshot.json"
+    snapshot.write_text(check.snapshot())
+    expected = EmbeddingTokenizer.from_pretrained(checkpoint, max_length=48).tokenize(TEXTS)
+    code = (
+        "import json, sys\n"
+        "from jobs.index.dataset_plan import DocumentTokenizerFactory\n"
+        f"factory = DocumentTokenizerFactory({str(checkpoint)!r}, 48, None, open({str(snapshot)!r}).read())\n"
+        f"ids = factory().tokenize({TEXTS!r})\n"
+        "print(json.dumps({'ids': ids, 'heavy': sorted(m for m in ('torch', 'transformers') if m in sys.modules)}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["heavy"] == []
+    assert result["ids"] == expected
