@@ -180,8 +180,9 @@ def main() -> None:
         print(f"(e2e/model: model-only {model_s:.1f} s on {len(base)} rows, x scale, over the run's wall time, "
               "startup included)")
         for scale, *_, stages, ratio, wall in rows:
-            startup = stages.get("startup (before the first batch)") or 0.0
-            print(f"x{scale}: without startup ({startup:.1f} s: Ray start, actor start and model load, first batch) "
+            startup = stages.get("startup (before the first embed batch)") or 0.0
+            print(f"x{scale}: without startup ({startup:.1f} s: Ray start, plan scan, actor start, model load, first "
+                  "block prepared) "
                   f"e2e/model is {model_s * scale / max(wall - startup, 1e-9):.2f}")
         if len(rows) > 1:
             first, last = rows[0], rows[-1]

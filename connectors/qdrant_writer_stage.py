@@ -109,8 +109,12 @@ class QdrantWriterStage:
                                  for col, out in _STAGE_STATS.items()}
         if "_precision" in batch.column_names:
             stats["precisions"] = pc.unique(batch.column("_precision")).drop_null().to_pylist()
+        if "_embed_started" in batch.column_names:  # 0 on all but each embed call's first row
+            started = pc.filter(batch.column("_embed_started"), pc.greater(batch.column("_embed_started"), 0))
+            if len(started):
+                stats["embed_started"] = pc.min(started).as_py()
         matrix, has_vector = vector_matrix(batch)
-        rows = batch.select([c for c in batch.column_names if c not in ("vector", *_STAGE_STATS, "_precision")]
+        rows = batch.select([c for c in batch.column_names if c not in ("vector", *_STAGE_STATS, "_precision", "_embed_started")]
                             ).to_pylist()
         acks: list[dict[str, Any]] = []
         docs: dict[tuple[str, int], list[int]] = {}

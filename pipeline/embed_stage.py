@@ -3,8 +3,9 @@ embedder once per actor and turns prepared chunk rows (token ids) into vectors.
 
 Input: the prep-stage schema (see pipeline/prep_stage.py). Output: the same rows without `token_ids`,
 plus `vector` (list<float32>, empty for rejects) and per-batch stats on the batch's first row
-(`_embed_seconds`, `_computed_tokens`, `_micro_batches`, and `_precision`, the dtype the model ran in:
-actors decide it on their own machine), so the driver counts them exactly once.
+(`_embed_seconds`, `_computed_tokens`, `_micro_batches`, `_embed_started`, the call's start as Unix
+time, so the report can tell when the first vector began, and `_precision`, the dtype the model ran
+in: actors decide it on their own machine), so the driver counts them exactly once.
 A row whose vector is non-finite becomes a reject (`non_finite_vector`, stage `embed`); it never
 fails the batch."""
 
@@ -59,7 +60,7 @@ class EmbedStage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         self._maybe_inject_fault(batch)
-        start = time.perf_counter()
+        started_at, start = time.time(), time.perf_counter()
         n = batch.num_rows
         reasons = batch.column("reject_reason").to_pylist()
         stages = batch.column("reject_stage").to_pylist()
@@ -92,5 +93,6 @@ class EmbedStage:
             after["computed_tokens"] - before["computed_tokens"], pa.int64()))
         out = out.append_column("_micro_batches", first_row_only(
             after["micro_batches"] - before["micro_batches"], pa.int64()))
+        out = out.append_column("_embed_started", first_row_only(started_at, pa.float64()))
         out = out.append_column("_precision", pa.array([self.embedder.precision] + [None] * (n - 1), pa.string()))
         return out

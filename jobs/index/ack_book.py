@@ -49,6 +49,7 @@ class BookCounters:
     writer_pids: set = field(default_factory=set)
     throughput: list = field(default_factory=list)  # (seconds since start, docs read), thinned
     precisions: set = field(default_factory=set)  # the dtypes the embed actors' models ran in
+    first_embed_at: float | None = None  # Unix time the first embed call of this attempt began
 
 
 @dataclass
@@ -192,6 +193,9 @@ class AckBook:
         c.micro_batches += int(stats.get("micro_batches", 0))
         c.write_seconds += float(stats.get("write_seconds", 0))
         c.precisions.update(stats.get("precisions") or [])
+        if stats.get("embed_started"):
+            started = float(stats["embed_started"])
+            c.first_embed_at = started if c.first_embed_at is None else min(c.first_embed_at, started)
         c.writer.update({k: int(stats.get(k, 0)) for k in WRITER_STAT_KEYS})
         if "pid" in stats:
             c.writer_pids.add(int(stats["pid"]))

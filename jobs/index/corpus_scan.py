@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -34,6 +35,7 @@ class CorpusScan:
     read: int = 0
     rejected: collections.Counter = field(default_factory=collections.Counter)  # validation rejects
     reject_lines: dict[str, list[int]] = field(default_factory=lambda: collections.defaultdict(list))
+    seconds: float = 0.0  # the scan's wall time
 
     def close(self) -> None:
         self.spill.close()
@@ -47,6 +49,7 @@ def scan_corpus(cfg: IndexConfig, files, spec, pools, n_buckets: int, dead_lette
     from connectors.bucket_spill import BucketSpill
     from jobs.index.dataset_plan import ReadPlan, build_index_dataset
 
+    start = time.perf_counter()
     uris = [f.uri for f in files]
     scan = CorpusScan(BucketSpill(SCAN_SCHEMA, n_buckets), uris)
     order = pa.array(uris, pa.string())
@@ -72,6 +75,7 @@ def scan_corpus(cfg: IndexConfig, files, spec, pools, n_buckets: int, dead_lette
             dead_letter.write([{"run_id": run_id, "doc_id": r["doc_id"], "reason": r["reject_reason"],
                                 "stage": r["reject_stage"], "file": r["_file"], "line": r["_line"],
                                 "original_row": r["original_row"], "detail": r["reject_detail"]} for r in bad])
+    scan.seconds = time.perf_counter() - start
     return scan
 
 

@@ -40,6 +40,7 @@ def plan_full(run) -> DuplicatePlan:
         return DuplicatePlan(saved["duplicate_lines"], int(saved["duplicates"]), int(saved["scanned"]), files,
                              reused=True)
     scan = scan_corpus(run.cfg, run.files, run.spec, run.pools, SCAN_BUCKETS, with_payloads=False)
+    run.report["scan_s"] = scan.seconds
     losers: dict[str, list[int]] = collections.defaultdict(list)
     try:
         for i in range(scan.spill.n_buckets):

@@ -85,6 +85,7 @@ def _scan_and_plan(run, old_reader, append: bool, store) -> dict:
     duplicates: dict[str, list[int]] = collections.defaultdict(list)
     with store.rejects_writer(run.run_id) as rejects:
         scan = scan_corpus(run.cfg, run.files, run.spec, run.pools, n_buckets, dead_letter=rejects, run_id=run.run_id)
+    run.report["scan_s"] = scan.seconds
     payload_updates, deleted = BucketSpill(PAYLOAD_UPDATE_SCHEMA, n_buckets), BucketSpill(DELETED_SCHEMA, n_buckets)
     carried = BucketSpill(MANIFEST_SCHEMA, n_buckets)
     try:

@@ -35,6 +35,7 @@ class LoadResult:
     book: AckBook | None = None
     seconds: float = 0.0
     first_batch_s: float | None = None  # from the pass's start to its first acknowledged batch at the driver
+    started_at: float = 0.0  # Unix time the pass began
 
 
 def run_load_pass(run, files, read: ReadPlan = ReadPlan(), undo=None) -> LoadResult:
@@ -43,7 +44,7 @@ def run_load_pass(run, files, read: ReadPlan = ReadPlan(), undo=None) -> LoadRes
 
     cfg, progress = run.cfg, run.progress
     start = time.perf_counter()
-    result = LoadResult(files_total=len(files))
+    result = LoadResult(files_total=len(files), started_at=time.time())
     units_done = progress.done_units()
     done_files = progress.done_files(units_done)
     done_stems = {unit_stem(uri, u) for uri, units in units_done.items() for u in units}

@@ -31,10 +31,13 @@ def build_report(run, wall_s: float) -> dict:
     real_now = sc.totals.get("real_tokens", 0) if sc else 0  # this attempt; a resume skips done files
     computed = sc.computed_tokens if sc else 0
     ray_s = run.report.get("ray_start_s", 0.0)
-    # What the run paid before its first vector: Ray start, then the load pass until its first acknowledged
-    # batch reached the driver (actors started, tokenizer and model loaded, one batch read, prepared,
-    # embedded and written).
-    startup = ray_s + load.first_batch_s if load is not None and load.first_batch_s is not None else None
+    # What the run paid before its first vector: from its start until the first embed call began (Ray
+    # start, the plan's scan, actor processes, tokenizer and model loads, the first block read and
+    # prepared). The embed actors report Unix times: on a cluster, as exact as the nodes' clocks agree.
+    first_embed = sc.first_embed_at if sc else None
+    startup = round(max(0.0, first_embed - run.started_at), 3) if first_embed else None
+    actors = round(max(0.0, first_embed - load.started_at), 3) if first_embed and load else None
+    scan_s = run.report.get("scan_s")
     report = {
         "job": "index", "run_id": run.run_id, "mode": run.mode, "alias": run.alias, "collection": run.collection,
         "previous_live": run.live,
@@ -71,8 +74,12 @@ def build_report(run, wall_s: float) -> dict:
             "redone_ratio": round(load.docs_redone / totals["read"], 4) if load and totals.get("read") else 0.0,
         },
         "stages_seconds": {
-            "startup (before the first batch)": round(startup, 3) if startup is not None else None,
-            "ray start (driver, part of startup)": round(ray_s, 3),
+            "startup (before the first embed batch)": startup,
+            "ray start (part of startup)": round(ray_s, 3),
+            "plan scan (part of startup)": round(scan_s, 3) if scan_s is not None else None,
+            "actors, models, first block (part of startup)": actors,
+            "first acknowledgement (from the load pass start)":
+                round(load.first_batch_s, 3) if load is not None and load.first_batch_s is not None else None,
             "prep (sum over actors)": round(sc.prep_seconds, 3) if sc else 0.0,
             "embed (sum over actors)": round(sc.embed_seconds, 3) if sc else 0.0,
             "qdrant write (sum over writer actors)": round(sc.write_seconds, 3) if sc else 0.0,

@@ -31,6 +31,7 @@ class IndexRun:
     collection: str | None = None
     mode: str = "full"
     started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)  # the same moment as Unix time, for the actors' clocks
     report: dict = field(default_factory=dict)
     tokenizer_check: Any = None  # TokenizerCheck: the tokenizer loading while Ray starts
 

@@ -111,7 +111,7 @@ def test_without_matplotlib_the_png_is_skipped_with_one_warning(tmp_path, monkey
 @pytest.mark.parametrize("samples", [[], [[27.7, 40]]])
 def test_too_few_throughput_samples_say_so_instead_of_an_empty_axis(samples):
     """A short run lands in one batch: one sample draws no line, so the panel says why it is empty."""
-    report = {"stages_seconds": {"startup (before the first batch)": 22.6, "embed": 2.5}, "throughput": samples}
+    report = {"stages_seconds": {"startup (before the first embed batch)": 22.6, "embed": 2.5}, "throughput": samples}
     stages_axis, throughput_axis = report_figure(report).axes
     assert [t.get_text() for t in throughput_axis.texts] == [f"too few samples to plot throughput ({len(samples)})"]
     assert len(throughput_axis.lines) == 0 and not throughput_axis.axison
