@@ -6,6 +6,7 @@ meaningless search results, and nothing downstream could tell."""
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -141,9 +142,14 @@ def _ensure_payload_indexes(client: QdrantClient, cfg: QdrantConfig, name: str) 
     # Indexes exist before the first point lands, so the server builds them as it loads instead of
     # rescanning everything afterwards. Local mode accepts them but keeps payload_schema empty.
     present = client.get_collection(name).payload_schema or {}
-    for field, kind in sorted(cfg.payload_indexes.items()):
-        if field not in present:
-            client.create_payload_index(name, field_name=field, field_schema=models.PayloadSchemaType(kind), wait=True)
+    with warnings.catch_warnings():
+        # qdrant-client warns on every call in local mode, where indexes have no effect (the README says
+        # so); the calls still go out, so a laptop run does what a server run does.
+        warnings.filterwarnings("ignore", message="Payload indexes have no effect in the local Qdrant")
+        for field, kind in sorted(cfg.payload_indexes.items()):
+            if field not in present:
+                client.create_payload_index(name, field_name=field, field_schema=models.PayloadSchemaType(kind),
+                                            wait=True)
 
 
 def ensure_collection(client: QdrantClient, cfg: QdrantConfig, name: str, spec: CollectionSpec,
