@@ -114,8 +114,8 @@ class QdrantWriterStage:
             if len(started):
                 stats["embed_started"] = pc.min(started).as_py()
         matrix, has_vector = vector_matrix(batch)
-        rows = batch.select([c for c in batch.column_names if c not in ("vector", *_STAGE_STATS, "_precision", "_embed_started")]
-                            ).to_pylist()
+        rows = batch.select([c for c in batch.column_names
+                             if c not in ("vector", *_STAGE_STATS, "_precision", "_embed_started")]).to_pylist()
         acks: list[dict[str, Any]] = []
         docs: dict[tuple[str, int], list[int]] = {}
         for i, row in enumerate(rows):

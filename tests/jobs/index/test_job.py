@@ -222,7 +222,8 @@ def test_a_quiet_run_prints_no_ray_chatter_and_reports_startup_and_precision(tmp
     parts = [stages["ray start (part of startup)"], stages["plan scan (part of startup)"],
              stages["actors, models, first block (part of startup)"]]
     assert all(part > 0 for part in parts) and sum(parts) <= startup + 0.05 < stages["total wall"]
-    assert stages["actors, models, first block (part of startup)"] < stages["first acknowledgement (from the load pass start)"]
+    first_ack = stages["first acknowledgement (from the load pass start)"]
+    assert stages["actors, models, first block (part of startup)"] < first_ack
     # The actors chose their precision from what torch reports about this CPU; the report and the
     # collection record it, for information.
     caps = torch.cpu.get_capabilities()
