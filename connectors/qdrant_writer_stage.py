@@ -12,7 +12,10 @@ statistics (prep, embed and write seconds, tokens, requests, retries) as JSON in
 Test-only fault injection, read once per actor, never set in production (labelled FAULT INJECTION):
 QBATCH_TEST_WRITER_FAIL_RATIO makes that share of upserts fail with a transient error before they
 reach Qdrant; QBATCH_TEST_WRITER_KILL_AFTER="N:FLAG" kills the first writer process that has had N
-points acknowledged while FLAG exists (it deletes FLAG first), to exercise Ray's actor restart."""
+points acknowledged while FLAG exists (it deletes FLAG first), to exercise Ray's actor restart;
+QBATCH_TEST_WRITER_AWAIT_CHECKPOINTS=FOLDER makes the writer, before each batch, wait (up to 20 s)
+until the driver has checkpointed every unit whose end marker it passed on earlier, and log each wait
+to FOLDER/../writer-checkpoint-waits.jsonl: the driver's books must never need a later batch."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import json
 import os
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,6 +53,7 @@ _STAGE_STATS = {"_prep_seconds": "prep_seconds", "_embed_seconds": "embed_second
                 "_computed_tokens": "computed_tokens", "_micro_batches": "micro_batches"}
 _FAIL_RATIO_ENV = "QBATCH_TEST_WRITER_FAIL_RATIO"
 _KILL_AFTER_ENV = "QBATCH_TEST_WRITER_KILL_AFTER"
+_AWAIT_CHECKPOINTS_ENV = "QBATCH_TEST_WRITER_AWAIT_CHECKPOINTS"
 
 
 def build_payload(row: dict[str, Any], run_id: str, indexed_at: str, store_text: bool,
@@ -102,8 +107,12 @@ class QdrantWriterStage:
         self.run_id, self.indexed_at, self.store_text = run_id, indexed_at, qdrant_cfg.store_text
         self.payload_columns = list(payload_columns)
         self._kill_after = os.environ.get(_KILL_AFTER_ENV)
+        await_folder = os.environ.get(_AWAIT_CHECKPOINTS_ENV)
+        self._await = CheckpointWait(Path(await_folder)) if await_folder else None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        if self._await is not None:
+            self._await.before(batch)
         start = time.perf_counter()
         stats: dict[str, Any] = {out: (pc.sum(batch.column(col)).as_py() or 0) if col in batch.column_names else 0
                                  for col, out in _STAGE_STATS.items()}
@@ -176,6 +185,27 @@ def _ack(row: dict[str, Any], reject: bool = False, n_tokens: int = 0, truncated
             "content_hash": row["content_hash"], "payload_hash": row["payload_hash"], "n_tokens": n_tokens,
             "truncated": truncated, "reject_reason": row["reject_reason"], "reject_stage": row["reject_stage"],
             "reject_detail": row["reject_detail"], "original_row": row["original_row"] if reject else None}
+
+
+class CheckpointWait:
+    """FAULT INJECTION's counterpart (tests only): waits until the driver has checkpointed every unit
+    whose end marker this writer passed on in earlier batches, and logs how long that took."""
+
+    def __init__(self, folder: Path, timeout_s: float = 20.0):
+        self.folder, self.timeout_s, self.units_passed = folder, timeout_s, 0
+
+    def before(self, batch: pa.Table) -> None:
+        start = time.monotonic()
+        done = 0
+        while time.monotonic() - start < self.timeout_s:
+            done = len(list(self.folder.glob("*.done.json"))) if self.folder.exists() else 0
+            if done >= self.units_passed:
+                break
+            time.sleep(0.05)
+        with open(self.folder.parent / "writer-checkpoint-waits.jsonl", "a") as log:
+            log.write(json.dumps({"expected": self.units_passed, "done": done,
+                                  "waited_s": round(time.monotonic() - start, 3)}) + "\n")
+        self.units_passed += pc.sum(pc.equal(batch.column("reject_stage"), EOF_STAGE)).as_py() or 0
 
 
 class FlakyUpserts:

@@ -67,7 +67,9 @@ def run_load_pass(run, files, read: ReadPlan = ReadPlan(), undo=None) -> LoadRes
         bar = ProgressLine(enabled=cfg.run.progress and sys.stderr.isatty(), unit="docs")
         try:
             with run.client.released():  # local mode: the writer actor owns the folder meanwhile
-                for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
+                # No prefetching: Ray Data would hold each ack batch back until the next two had arrived,
+                # so every unit would be checkpointed two blocks late and a crash would redo them.
+                for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=0):
                     if result.first_batch_s is None:  # actors started, models loaded, one batch written
                         result.first_batch_s = time.perf_counter() - start
                     book.consume(batch)

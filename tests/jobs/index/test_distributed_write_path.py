@@ -97,6 +97,24 @@ def test_a_writer_killed_after_acknowledged_upserts_still_gives_exact_counts(tmp
     assert report["writer"]["points_written"] == 120
 
 
+def test_the_driver_checkpoints_each_unit_without_waiting_for_later_batches(tmp_path, tiny_embedding_checkpoint):
+    """TEST SWITCH: before each batch the writer waits until every unit it passed on earlier is
+    checkpointed. A driver that held acknowledgements back until later batches arrived (as Ray Data's
+    prefetching did) would leave those units in flight, and after a crash redo them; here it would
+    stall the writer until its 20 s wait gave up, which the log records."""
+    rows = catalog_rows(90)
+    write_corpus(tmp_path / "src", rows, n_files=6)
+    cfg = index_config(tmp_path, str(tmp_path / "src"), tiny_embedding_checkpoint)
+    cfg.write_text(cfg.read_text().replace("batch_size = 64", "batch_size = 15"))  # a file per embed call
+    files = run_dir(tmp_path, "r1") / "files"
+    done = run_cli_subprocess(["index", "--config", cfg], env={"QBATCH_TEST_WRITER_AWAIT_CHECKPOINTS": str(files)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    _exact(tmp_path, rows)
+    waits = [json.loads(line) for line in (files.parent / "writer-checkpoint-waits.jsonl").read_text().splitlines()]
+    assert max(w["expected"] for w in waits) >= 4  # the writer passed on most units before its last batch
+    assert all(w["done"] >= w["expected"] for w in waits), waits
+
+
 def test_transient_writer_failures_are_retried_and_reported(tmp_path, tiny_embedding_checkpoint):
     """FAULT INJECTION: 20% of the writer's upserts fail before reaching Qdrant."""
     rows = catalog_rows(80)
