@@ -21,7 +21,7 @@ from pipeline.micro_batch_runner import run_micro_batches
 from pipeline.model_inputs import check_id_lists, finite_rows
 from pipeline.pooling import slice_and_normalize
 from pipeline.qwen3_templates import END_TOKEN_ID
-from pipeline.torch_devices import (PASS_COST_TOKENS, attention_implementation, default_max_batch_tokens,
+from pipeline.torch_devices import (attention_implementation, default_max_batch_tokens, pass_cost_tokens,
                                     precision_name, resolve_device, resolve_dtype)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,6 +46,7 @@ class Embedder:
         self.device = device
         self.precision = precision_name(model.dtype)  # bf16 or fp32 on CPU: see torch_devices.resolve_dtype
         self.max_batch_tokens = int(max_batch_tokens)
+        self.pass_cost_tokens = pass_cost_tokens(model.dtype)  # padding a batch may carry (torch_devices)
         self.counters = BatchCounters()
         self.model_fingerprint = {"name": self.model_name, "sha": tokenizer.digest, "dim": self.dim, "kind": self.kind}
         # Padding-free packs only pay off with flash-attn varlen; on CPU SDPA a pack of T tokens costs T^2
@@ -124,7 +125,7 @@ class Embedder:
         if use_packs:
             batches = plan_packs(lengths, self.max_batch_tokens)
         else:
-            batches = plan_padded_batches(lengths, self.max_batch_tokens, pass_cost_tokens=PASS_COST_TOKENS)
+            batches = plan_padded_batches(lengths, self.max_batch_tokens, pass_cost_tokens=self.pass_cost_tokens)
         pooled = run_micro_batches(batches, lambda b: self._run(b, ids, use_packs), self.device)
         vectors = slice_and_normalize(pooled, self.dim, self.layout.normalize)
         valid = finite_rows(vectors)

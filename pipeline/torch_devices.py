@@ -20,10 +20,21 @@ _DTYPE_NAMES = {
 # on a GPU 64k tokens keeps an 0.6B model busy without nearing memory limits.
 DEFAULT_MAX_BATCH_TOKENS = {"cpu": 8192, "cuda": 65536}
 # Padding a padded micro-batch may carry beyond the 2% floor rather than start another forward pass
-# (see batch_planner.plan_padded_batches). Measured on CPU with MiniLM and short catalog texts in
-# 256-row calls: 0 -> 400 rows/s, 128 -> 656, 256 -> 680, 1024 -> 698, at padding efficiency 0.98,
-# 0.84, 0.78 and 0.63. GPU runs of Qwen3 with flash-attn use padding-free packs instead.
-PASS_COST_TOKENS = 256
+# (see batch_planner.plan_padded_batches): what a pass costs whatever its size, in tokens of compute.
+# The cost is about fixed in seconds, so in tokens it shrinks as each token costs more, as in fp32.
+# Measured with short catalog texts (* = the value taken):
+# - bf16 on an AMX CPU, MiniLM in 256-row calls: 0 -> 400 rows/s, 128 -> 656, 256* -> 680, 1024 -> 698
+#   (at padding efficiency 0.98, 0.84, 0.78 and 0.63);
+# - fp32 on an AVX2 CPU, tokens/s: MiniLM (4,000 texts) 256 -> 5.6-6.3k, 128 -> 6.6k, 64* -> 6.4-6.7k;
+#   the benchmarks' mid-size Qwen3 (4,000 texts) 256 -> 7.2-7.3k, 64* -> 7.6-8.3k; Qwen3-Embedding-0.6B's
+#   shape (1,024 texts) 256 -> 150, 64* -> 159, 32 -> 160, 0 -> 154.
+# GPU runs of Qwen3 with flash-attn use padding-free packs instead.
+PASS_COST_TOKENS = {"float32": 64, "reduced": 256}
+
+
+def pass_cost_tokens(dtype: "torch.dtype") -> int:
+    """A forward pass's fixed cost in tokens of compute for a model in `dtype` (see PASS_COST_TOKENS)."""
+    return PASS_COST_TOKENS["float32" if precision_name(dtype) == "float32" else "reduced"]
 
 
 def resolve_device(device: "str | torch.device | None") -> "torch.device":

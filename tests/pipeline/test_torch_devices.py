@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pipeline.torch_devices import (attention_implementation, cpu_multiplies_bf16_natively, default_max_batch_tokens,
-                                    is_out_of_memory, precision_name, resolve_device, resolve_dtype)
+                                    is_out_of_memory, pass_cost_tokens, precision_name, resolve_device, resolve_dtype)
 
 # What torch.cpu.get_capabilities() reports (a subset; the real mapping has ~40 keys).
 SAPPHIRE_RAPIDS = {"avx512_f": True, "avx512_bf16": True, "amx_bf16": True, "amx_tile": True}
@@ -18,6 +18,8 @@ def test_defaults_follow_the_hardware():
     assert resolve_dtype(None, torch.device("cuda")) == torch.bfloat16
     assert default_max_batch_tokens(torch.device("cpu")) == 8192
     assert default_max_batch_tokens(torch.device("cuda")) == 65536
+    # A pass's fixed cost counts as fewer tokens where each token costs more.
+    assert pass_cost_tokens(torch.float32) == 64 < pass_cost_tokens(torch.bfloat16) == pass_cost_tokens(torch.float16)
 
 
 @pytest.mark.parametrize("capabilities, want", [(SAPPHIRE_RAPIDS, torch.bfloat16), (COOPER_LAKE, torch.bfloat16),
