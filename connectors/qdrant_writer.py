@@ -50,9 +50,10 @@ class WriterStats:
     """Additive counters; merge the stats of several writers with `+`."""
 
     points_written: int = 0
-    requests: int = 0
-    retries: int = 0
+    requests: int = 0  # writes sent (upserts, payload updates, deletes), retries included
+    retries: int = 0  # of writes and undo reads alike
     duplicates_collapsed: int = 0
+    undo_reads: int = 0  # an in-place run's reads of before-images (connectors/undo_log.py), retries included
 
     def __add__(self, other: "WriterStats") -> "WriterStats":
         return WriterStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -111,11 +112,12 @@ class PointWriter:
         return cls(client, collection or cfg.collection, cfg.upsert_batch_size, cfg.max_retries,
                    parallel=cfg.parallel_writers, **kwargs)
 
-    def _call(self, fn: Callable[[], T], what: str) -> T:
-        """fn() with retries on transient errors; SinkUnreachableError naming `what` once they run out."""
+    def _call(self, fn: Callable[[], T], what: str, counter: str = "requests") -> T:
+        """fn() with retries on transient errors; SinkUnreachableError naming `what` once they run out.
+        Each try counts in `counter`: "requests" for writes, "undo_reads" for reading before-images."""
         for attempt in range(1, self.max_retries + 1):
             with self._lock:
-                self.counters.requests += 1
+                setattr(self.counters, counter, getattr(self.counters, counter) + 1)
             try:
                 return fn()
             except Exception as e:
@@ -244,7 +246,7 @@ class PointWriter:
     def _capture(self, ids: list[str], what: str) -> None:
         """Save the before-images of `ids` in the undo log, if any, before the write that changes them."""
         if self.undo is not None:
-            self._call(partial(self.undo.capture, self.client, ids), f"before-images for {what}")
+            self._call(partial(self.undo.capture, self.client, ids), f"before-images for {what}", "undo_reads")
 
     def delete_points(self, ids: list[str]) -> int:
         """Delete points by id, `batch_size` per request; deleting a missing id is not an error."""

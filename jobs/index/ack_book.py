@@ -26,7 +26,7 @@ from connectors.file_progress import MANIFEST_SCHEMA
 COUNT_KEYS = ("read", "docs_upserted", "chunks", "points_upserted", "real_tokens", "truncated")
 FORBIDDEN_COLUMNS = frozenset({"vector", "text", "token_ids", "payload_json"})  # bulk data stays in the actors
 THROUGHPUT_SAMPLES = 256  # the report's throughput curve keeps at most this many points
-WRITER_STAT_KEYS = ("points_written", "requests", "retries", "duplicates_collapsed")
+WRITER_STAT_KEYS = ("points_written", "requests", "retries", "duplicates_collapsed", "undo_reads")
 
 
 @dataclass

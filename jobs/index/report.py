@@ -89,7 +89,8 @@ def build_report(run, wall_s: float) -> dict:
             "total wall": round(wall_s, 3),
         },
         # This attempt's requests to Qdrant, summed from the writer actors' acknowledgements: points
-        # acknowledged, requests, retries, duplicate ids collapsed within a request.
+        # acknowledged, write requests, retries, duplicate ids collapsed within a request, and an in-place
+        # run's reads of before-images for its undo log.
         "writer": {**book.writer_stats(), "actors": len(sc.writer_pids), "pids": sorted(sc.writer_pids),
                    "driver_pid": os.getpid(),
                    "ack_bytes_per_doc": round(sc.ack_bytes / max(1, sc.totals.get("read", 0)), 1)}

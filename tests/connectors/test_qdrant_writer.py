@@ -98,7 +98,8 @@ def test_buffers_to_batch_size_and_round_trips(client):
     for i, pid in enumerate(ids):
         assert got[pid] == (vecs[i].tolist(), pays[i])
     assert writer.counters == WriterStats(points_written=10, requests=3, retries=0, duplicates_collapsed=0)
-    assert writer.stats() == {"points_written": 10, "requests": 3, "retries": 0, "duplicates_collapsed": 0}
+    assert writer.stats() == {"points_written": 10, "requests": 3, "retries": 0, "duplicates_collapsed": 0,
+                              "undo_reads": 0}
     with pytest.raises(RuntimeError, match="closed"):
         writer.write(ids, vecs, pays)
 

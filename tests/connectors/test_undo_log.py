@@ -47,21 +47,24 @@ def _seed_live(client) -> list[str]:
     return ids
 
 
-def _in_place_writes(client, undo, ids: list[str], run_id: str) -> None:
+def _in_place_writes(client, undo, ids: list[str], run_id: str) -> PointWriter:
     writer = PointWriter(client, "live", batch_size=4, undo=undo)
     changed = ids[:5] + [point_id("new", c) for c in range(3)]  # 5 overwritten, 3 added
     writer.write(changed, _vectors(8, 1), [{"doc_id": "x", "run_id": run_id}] * 8)
     writer.flush()
     writer.set_payload_many([({"price": -1, "run_id": run_id}, ids[5:8])])  # payload-only
     writer.delete_points(ids[8:12])  # deleted
+    return writer
 
 
 def test_restore_puts_back_overwritten_payload_updated_and_deleted_points_and_drops_added_ones(client, tmp_path):
     ids = _seed_live(client)
     before = _snapshot(client)
     undo = UndoLog(str(tmp_path / "run"), "live", "night-2")
-    _in_place_writes(client, undo, ids, "night-2")
+    writer = _in_place_writes(client, undo, ids, "night-2")
     assert undo.captured == 5 + 3 + 4  # only points that existed: added ones have no before-image
+    # Reads of before-images are counted apart from writes: 2 upserts, 1 payload update, 1 delete.
+    assert (writer.counters.requests, writer.counters.undo_reads) == (4, 4)
     assert client.count("live", exact=True).count == 20 - 4 + 3
     result = undo.restore(client, PointWriter(client, "live", batch_size=5))
     assert (result.restored_points, result.removed_points) == (12, 3)

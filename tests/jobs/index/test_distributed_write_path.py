@@ -75,6 +75,7 @@ def test_the_driver_gets_small_acks_from_a_writer_in_another_process(ray_session
     assert writer["actors"] == 1 and writer["driver_pid"] == os.getpid() not in writer["pids"]
     assert 0 < writer["ack_bytes_per_doc"] < 256
     assert writer["points_written"] == 60 and writer["requests"] >= 1
+    assert writer["undo_reads"] == 0  # a new collection has nothing to undo
     stages = report["stages_seconds"]
     assert stages["qdrant write (sum over writer actors)"] > 0 and stages["embed (sum over actors)"] > 0
 

@@ -112,6 +112,8 @@ def test_golden_gates_refuse_before_writing_and_restore_after_writing(ray_sessio
     assert report["diff"]["changed"] >= len(expected) + 1 and report["diff"]["payload_only"] == 2
     assert report["diff"]["deleted"] == 3 and report["diff"]["new_docs"] == 1
     assert report["undo"]["restored_points"] > 0 and report["undo"]["removed_points"] >= 1 + 1  # new doc, new chunks
+    # The writer actors read before-images for the undo log; those reads are counted apart from writes.
+    assert report["writer"]["undo_reads"] >= 1 and report["writer"]["requests"] >= 1
     _assert_same_points(before, _points(tmp_path))
     state = json.loads((run_dir(tmp_path, "breaks-golden") / "state.json").read_text())
     assert state["details"]["rolled_back"]
