@@ -14,4 +14,5 @@ pytest_plugins = [
     "tests.fixtures.model_checkpoints",
     "tests.fixtures.moto_s3",
     "tests.fixtures.stdlib_docstrings",
+    "tests.fixtures.cpu_capabilities",
 ]

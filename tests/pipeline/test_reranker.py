@@ -89,9 +89,9 @@ BF16_MAX_SCORE_DELTA = 2e-2
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_default_precision_follows_what_torch_reports_about_the_cpu(tiny_reranker_checkpoint, monkeypatch, native):
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_f": True, "avx512_bf16": native,
-                                                                 "amx_bf16": native})
+def test_default_precision_follows_what_torch_reports_about_the_cpu(tiny_reranker_checkpoint, cpu_reports_native_bf16,
+                                                                 native):
+    cpu_reports_native_bf16(native)
     rr = Reranker.from_pretrained(tiny_reranker_checkpoint, device="cpu", max_length=MAX_LEN)
     want = torch.bfloat16 if native else torch.float32
     assert rr.precision == str(want).removeprefix("torch.")
