@@ -61,8 +61,6 @@ class BackendTokenizer:
         return out if batched else {key: value[0] for key, value in out.items()}
 
     def _truncate_to(self, max_length: int | None) -> None:
-        if max_length is None and self._max_length is None:
-            return
         if max_length == self._max_length:
             return
         if max_length is None:
