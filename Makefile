@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 demo: $(STAMP)
-	$(BIN)/python -m jobs.demo
+	$(BIN)/python -m qbatch.jobs.demo
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -2,7 +2,9 @@
 # Plain-install smoke test: what a user gets from `pip install .` with no extras (plus the CPU torch).
 # A fresh venv installs this checkout non-editable; then, from a folder outside the checkout, with
 # PYTHONPATH unset and no model hub, `qbatch index`, `search`, `index status` and `rerank` run on a
-# small corpus and query log and must exit 0 and write their reports. Catches a runtime import that
+# small corpus and query log and must exit 0 and write their reports. That folder holds decoy `jobs`,
+# `pipeline`, `connectors` and `common` packages that raise when imported, and site-packages must gain
+# `qbatch` and none of those names. Catches a runtime import that
 # only the dev extras provide, and code that works only from the source tree.
 #
 # The tiny random Qwen3 models are built by the dev environment (.venv, created by `make test`), which
@@ -66,7 +68,7 @@ step install-qbatch "$VENV_BIN/pip" install -q "$WORK/src"
 build_models() {
   cd "$REPO" && "$DEV_PY" -c '
 import sys
-from pipeline.random_qwen3 import build_random_qwen3
+from qbatch.pipeline.random_qwen3 import build_random_qwen3
 build_random_qwen3(sys.argv[1], kind="embedding", initializer_range=0.3, seed=0)
 build_random_qwen3(sys.argv[2], kind="reranker", initializer_range=0.3, seed=1)
 ' "$WORK/models/embedding" "$WORK/models/reranker"
@@ -133,11 +135,27 @@ export PATH="$VENV_BIN:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS
   RAY_TMPDIR="$WORK/ray"
 mkdir -p "$RAY_TMPDIR"
 
+# site-packages gains the one `qbatch` package and no generic top-level names.
+step site-packages "$VENV_BIN/python" -c '
+import os, sys, sysconfig
+site = sysconfig.get_paths()["purelib"]
+bare = [n for n in ("jobs", "pipeline", "connectors", "common") if os.path.exists(os.path.join(site, n))]
+sys.exit(f"site-packages holds bare top-level packages: {bare}" if bare else
+         0 if os.path.isfile(os.path.join(site, "qbatch", "jobs", "cli.py")) else "no qbatch package in site-packages")
+'
+# A user folder with generic package names, each raising on import: every command below runs beside them
+# (the current folder is on sys.path for `python -c` and for Ray's workers).
+for bare in jobs pipeline connectors common; do
+  mkdir -p "$WORK/outside/$bare"
+  echo "raise ImportError('the decoy $bare package was imported')" >"$WORK/outside/$bare/__init__.py"
+done
 step import-location "$VENV_BIN/python" -c '
 import sys, sysconfig
-import jobs, pipeline, connectors, common
+import qbatch, qbatch.jobs, qbatch.pipeline, qbatch.connectors, qbatch.common
+from qbatch import Embedder, Reranker
 site = sysconfig.get_paths()["purelib"]
-wrong = [m.__file__ for m in (jobs, pipeline, connectors, common) if not m.__file__.startswith(site)]
+mods = (qbatch, qbatch.jobs, qbatch.pipeline, qbatch.connectors, qbatch.common)
+wrong = [m.__file__ for m in mods if not m.__file__.startswith(site)]
 sys.exit(f"imported from outside {site}: {wrong}" if wrong else 0)
 '
 step help "$VENV_BIN/qbatch" --help

@@ -135,8 +135,8 @@ def main() -> None:
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from transformers import AutoModel, AutoTokenizer
 
-    from pipeline import Embedder
-    from pipeline.random_qwen3 import build_random_qwen3
+    from qbatch.pipeline import Embedder
+    from qbatch.pipeline.random_qwen3 import build_random_qwen3
 
     texts = load_summaries(args.tsv, args.n, args.seed)
     with tempfile.TemporaryDirectory(prefix="bench-qwen3-") as tmp:

@@ -99,7 +99,7 @@ def write_corpus(folder: Path, texts: list[str], files: int) -> None:
 
 
 def run_index(tmp: Path, corpus: Path, model: Path, run_id: str, extra: str = "") -> tuple[dict, float]:
-    from jobs import cli
+    from qbatch.jobs import cli
 
     cfg = tmp / f"{run_id}.toml"
     cfg.write_text(f'[source]\nuri = "{corpus}"\n[columns]\ntext = "text"\n[embed]\nmodel = "{model}"\n{extra}'
@@ -135,8 +135,8 @@ def main() -> None:
     import torch
     set_threads(args.threads)
 
-    from pipeline.embedder import Embedder
-    from pipeline.random_qwen3 import build_random_qwen3
+    from qbatch.pipeline.embedder import Embedder
+    from qbatch.pipeline.random_qwen3 import build_random_qwen3
 
     texts = load_summaries(args.tsv, args.n * max(scales), args.seed)
     with tempfile.TemporaryDirectory(prefix="qbatch-bench-") as tmp_name:

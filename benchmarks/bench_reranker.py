@@ -69,8 +69,8 @@ def main() -> None:
     set_threads(args.threads)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pipeline import Reranker
-    from pipeline.random_qwen3 import build_random_qwen3
+    from qbatch.pipeline import Reranker
+    from qbatch.pipeline.random_qwen3 import build_random_qwen3
 
     n_queries = max(1, args.n // CANDIDATES)
     texts = load_summaries(args.tsv, n_queries * (CANDIDATES + 1), args.seed)

@@ -8,13 +8,13 @@ Qdrant is the STAND-IN server of benchmarks/standin_qdrant_server.py (not Qdrant
 can be installed where this runs), started as a separate process so that its CPU is not counted as the
 client's. Only the client side is measured; the stand-in's own speed says nothing about Qdrant's.
 
-- old path: this process plays the driver and writes every point with `connectors.qdrant_writer.PointWriter`
+- old path: this process plays the driver and writes every point with `qbatch.connectors.qdrant_writer.PointWriter`
   (`write` in 1,024-row pieces, then `flush`), over REST and over gRPC (`prefer_grpc=True`), at each
   dim. CPU is this process's `time.process_time()` (all threads), per 10k points, plus points/s.
 - writer actors: local Ray (2 CPUs); 1 then 2 actors, each with its own client + PointWriter, write
   disjoint shares of the points at the first dim. Each actor reports its own process CPU seconds for the
   write; the driver's CPU while it waits is measured too.
-- new path: `new_path_driver_cpu` runs `connectors.qdrant_writer_stage.QdrantWriterStage` in Ray Data
+- new path: `new_path_driver_cpu` runs `qbatch.connectors.qdrant_writer_stage.QdrantWriterStage` in Ray Data
   `map_batches` (2 writer actors) on rows shaped like the embed stage's output, with the driver doing
   what `qbatch index` does with the acknowledgements (`AckBook`, checkpoints included), and measures
   the driver's CPU per 10k points, checkpointing every --unit-rows rows (run.checkpoint_rows' default),
@@ -25,7 +25,7 @@ client's. Only the client side is measured; the stand-in's own speed says nothin
   / 2,333; and the old path's cap: 1 / driver CPU s per point / 2,333.
 
 Vectors are random float32, payloads the index sink's fields (doc_id, chunk, span, lang, content_hash,
-payload_hash, indexed_at, run_id), ids `connectors.point_ids.point_id(doc_id, 0)` UUID strings. Data is
+payload_hash, indexed_at, run_id), ids `qbatch.connectors.point_ids.point_id(doc_id, 0)` UUID strings. Data is
 built before each timed section; the timed section is the write alone. On a machine with few cores the
 stand-in server competes with the writers for CPU, so points/s is a floor; CPU seconds per point are
 the figure to compare.
@@ -48,9 +48,9 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from benchmarks.standin_qdrant_server import StandinProcess  # noqa: E402
-from connectors.point_ids import point_id  # noqa: E402
-from connectors.qdrant_writer import PointWriter  # noqa: E402
-from jobs.index.config import RunConfig  # noqa: E402
+from qbatch.connectors.point_ids import point_id  # noqa: E402
+from qbatch.connectors.qdrant_writer import PointWriter  # noqa: E402
+from qbatch.jobs.index.config import RunConfig  # noqa: E402
 
 TOKENS_PER_S_PER_GPU = 350_000
 TOKENS_PER_DOC = 150
@@ -187,7 +187,7 @@ def bench_blocks(n: int, dim: int, seed: int, unit_rows: int, block_bytes: int) 
     run.block_bytes), in checkpoint units of `unit_rows` rows, the last block of each unit carrying the
     unit's end marker."""
     from benchmarks.write_path_rows import embedded_rows
-    from common.end_of_file import UnitEnd
+    from qbatch.common.end_of_file import UnitEnd
 
     block_rows = max(1, block_bytes // max(1, embedded_rows(0, 256, dim, seed).nbytes // 256))
     blocks = []
@@ -203,16 +203,16 @@ def bench_blocks(n: int, dim: int, seed: int, unit_rows: int, block_bytes: int) 
 def new_path_driver_cpu(server: StandinProcess, proto: str, dim: int, n: int, batch_size: int, seed: int,
                         unit_rows: int, block_bytes: int, writers: int = 2) -> dict | None:
     """Driver CPU when Ray Data runs the writes in `QdrantWriterStage` actors and the driver only keeps the
-    books (`jobs.index.ack_book.AckBook`, checkpointing every `unit_rows` rows), as `qbatch index` does."""
+    books (`qbatch.jobs.index.ack_book.AckBook`, checkpointing every `unit_rows` rows), as `qbatch index` does."""
     import tempfile
 
     import ray
 
-    from connectors.file_progress import FileProgressStore
-    from connectors.qdrant_config import QdrantConfig
-    from connectors.qdrant_lease import writer_config
-    from connectors.qdrant_writer_stage import QdrantWriterStage
-    from jobs.index.ack_book import AckBook
+    from qbatch.connectors.file_progress import FileProgressStore
+    from qbatch.connectors.qdrant_config import QdrantConfig
+    from qbatch.connectors.qdrant_lease import writer_config
+    from qbatch.connectors.qdrant_writer_stage import QdrantWriterStage
+    from qbatch.jobs.index.ack_book import AckBook
 
     collection = f"new_{proto}_{dim}"
     client = open_client(server.url, server.grpc_port, "rest")

@@ -4,6 +4,9 @@ tokenizer (the ids are random) and no network.
     python benchmarks/gpu_check.py               # one CUDA GPU, bf16, 0.6B shapes; under 5 minutes on an H200
     python benchmarks/gpu_check.py --cpu-smoke   # tiny shapes, fp32, CPU; the same code paths except flash-attn
 
+On a bare GPU box (torch, transformers and numpy; no qbatch install) it runs from a plain copy of the
+repository as it is: benchmarks/checkout_package.py makes `import qbatch` load that copy's code.
+
 (a) parity: packed texts (position ids restart per text, attention_mask=None, use_cache=False) must give
     the same last-token vectors as a left-padded SDPA batch. The packed run uses flash-attn varlen
     (`flash_attention_2`) when flash-attn imports on CUDA. Otherwise it uses SDPA with the
@@ -35,16 +38,19 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain copy of the repository
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkout_package import use_checkout  # noqa: E402
+
+use_checkout()  # a plain copy of the repository, with or without qbatch installed
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.batch_counters import BatchCounters  # noqa: E402
-from pipeline.batch_planner import plan_packs, plan_padded_batches  # noqa: E402
-from pipeline.embedding_forward import forward_packed, forward_padded  # noqa: E402
-from pipeline.micro_batch_runner import run_micro_batches  # noqa: E402
-from pipeline.model_inputs import pad_ids  # noqa: E402
+from qbatch.pipeline.batch_counters import BatchCounters  # noqa: E402
+from qbatch.pipeline.batch_planner import plan_packs, plan_padded_batches  # noqa: E402
+from qbatch.pipeline.embedding_forward import forward_packed, forward_padded  # noqa: E402
+from qbatch.pipeline.micro_batch_runner import run_micro_batches  # noqa: E402
+from qbatch.pipeline.model_inputs import pad_ids  # noqa: E402
 
 PEAK_BF16_FLOPS = 989e12  # H100/H200 SXM dense bf16
 VOCAB = 151669
@@ -286,7 +292,7 @@ def score_full(model: Any, seqs: list[list[int]], plan: Plan) -> np.ndarray:
 
 def score_shared(model: Any, head: list[int], tails: list[list[int]], plan: Plan) -> tuple[np.ndarray, str]:
     """Shared-prefix scores via qbatch's pipeline; a local port if this transformers' cache API differs."""
-    from pipeline.reranker_prefix_sharing import score_shared_tails
+    from qbatch.pipeline.reranker_prefix_sharing import score_shared_tails
 
     base, direction = model.get_decoder(), yes_no_direction(model)
 

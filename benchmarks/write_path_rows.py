@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from common.end_of_file import EOF_STAGE, UnitEnd
-from pipeline.prep_stage import PREP_SCHEMA
+from qbatch.common.end_of_file import EOF_STAGE, UnitEnd
+from qbatch.pipeline.prep_stage import PREP_SCHEMA
 
 
 def embedded_rows(start: int, n: int, dim: int, seed: int = 0, file: str = "s3://bench/part-0.jsonl",

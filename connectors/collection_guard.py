@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from qdrant_client import QdrantClient
 from qdrant_client.http import models
 
-from common.errors import ConfigError, GateFailedError
-from connectors.collection_settings import SETTINGS_KEY, quantization_config, requested_settings
-from connectors.qdrant_config import QdrantConfig
+from qbatch.common.errors import ConfigError, GateFailedError
+from qbatch.connectors.collection_settings import SETTINGS_KEY, quantization_config, requested_settings
+from qbatch.connectors.qdrant_config import QdrantConfig
 
 # Key under the collection metadata, so other tools can keep their own entries next to ours.
 METADATA_KEY = "qbatch"

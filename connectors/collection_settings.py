@@ -16,12 +16,12 @@ from typing import Any
 from qdrant_client import QdrantClient
 from qdrant_client.http import models
 
-from common.errors import ConfigError
-from connectors.qdrant_config import QdrantConfig
+from qbatch.common.errors import ConfigError
+from qbatch.connectors.qdrant_config import QdrantConfig
 
 log = logging.getLogger("qbatch.qdrant")
 
-SETTINGS_KEY = "qbatch_settings"  # beside connectors.collection_guard.METADATA_KEY in the metadata
+SETTINGS_KEY = "qbatch_settings"  # beside qbatch.connectors.collection_guard.METADATA_KEY in the metadata
 CHANGEABLE = ("hnsw_m", "hnsw_ef_construct", "quantization", "on_disk", "write_consistency_factor")
 FIXED = ("shard_number", "replication_factor")
 

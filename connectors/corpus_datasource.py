@@ -16,12 +16,12 @@ import pyarrow.parquet as pq
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from common.end_of_file import UnitEnd
-from common.row_validation import RejectReason
-from connectors.corpus_file_reader import RAW_SCHEMA, end_of_unit_row, iter_record_batches
-from connectors.corpus_listing import CorpusFile
-from connectors.object_store import read_bytes
-from connectors.source_config import ObjectStoreOptions
+from qbatch.common.end_of_file import UnitEnd
+from qbatch.common.row_validation import RejectReason
+from qbatch.connectors.corpus_file_reader import RAW_SCHEMA, end_of_unit_row, iter_record_batches
+from qbatch.connectors.corpus_listing import CorpusFile
+from qbatch.connectors.object_store import read_bytes
+from qbatch.connectors.source_config import ObjectStoreOptions
 
 # In-memory bytes per on-disk byte, rough: JSONL/CSV text is kept as is; Parquet pages are
 # compressed and every value becomes JSON text; gzip shrinks text about four-fold.

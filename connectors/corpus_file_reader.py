@@ -26,11 +26,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.end_of_file import END_OF_FILE, UnitEnd
-from common.errors import SourceError
-from connectors.corpus_listing import CorpusFile
-from connectors.object_store import filesystem_for, storage_error
-from connectors.source_config import ObjectStoreOptions
+from qbatch.common.end_of_file import END_OF_FILE, UnitEnd
+from qbatch.common.errors import SourceError
+from qbatch.connectors.corpus_listing import CorpusFile
+from qbatch.connectors.object_store import filesystem_for, storage_error
+from qbatch.connectors.source_config import ObjectStoreOptions
 
 # The reject reasons a reader can assign; pipeline/row_validation.RejectReason holds them all.
 BROKEN_JSON = "broken_json"

@@ -17,9 +17,9 @@ from typing import Literal
 
 import pyarrow.fs as pafs
 
-from common.errors import SourceError
-from connectors.object_store import filesystem_for, split_uri, storage_error
-from connectors.source_config import SourceConfig
+from qbatch.common.errors import SourceError
+from qbatch.connectors.object_store import filesystem_for, split_uri, storage_error
+from qbatch.connectors.source_config import SourceConfig
 
 FileFormat = Literal["parquet", "jsonl", "csv"]
 

@@ -19,9 +19,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.corpus_listing import CorpusFile, compression_from_name
-from connectors.object_store import filesystem_for, storage_error
-from connectors.source_config import ObjectStoreOptions
+from qbatch.connectors.corpus_listing import CorpusFile, compression_from_name
+from qbatch.connectors.object_store import filesystem_for, storage_error
+from qbatch.connectors.source_config import ObjectStoreOptions
 
 _READ = 8 << 10  # small reads keep the compressed-byte marks close to the rows parsed
 MAX_SAMPLE_BYTES = 8 << 20  # a plain file's head: at most this much, however few rows it holds

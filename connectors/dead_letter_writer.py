@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from connectors.object_store import filesystem_for, join_uri, storage_error, write_bytes
-from connectors.source_config import ObjectStoreOptions
+from qbatch.connectors.object_store import filesystem_for, join_uri, storage_error, write_bytes
+from qbatch.connectors.source_config import ObjectStoreOptions
 
 DEAD_LETTER_SCHEMA = pa.schema([
     pa.field("run_id", pa.string(), nullable=False),

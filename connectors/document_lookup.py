@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from connectors.corpus_file_reader import iter_record_batches
-from connectors.corpus_listing import list_corpus_files
-from connectors.point_ids import point_id
-from connectors.source_config import SourceConfig
+from qbatch.connectors.corpus_file_reader import iter_record_batches
+from qbatch.connectors.corpus_listing import list_corpus_files
+from qbatch.connectors.point_ids import point_id
+from qbatch.connectors.source_config import SourceConfig
 
 _RETRIEVE_BATCH = 256
 
@@ -23,7 +23,7 @@ def corpus_texts(corpus: SourceConfig, id_column: str, text_column: str | None, 
                  wanted: set[str]) -> dict[str, str]:
     """Texts of the `wanted` doc ids found in the corpus; the first record of an id wins (as in the
     index job). Rows that fail the index job's validation are skipped, so their ids count as missing."""
-    from common.row_validation import ColumnSpec, validate_raw_records
+    from qbatch.common.row_validation import ColumnSpec, validate_raw_records
 
     spec = ColumnSpec(id=id_column, text=text_column, text_template=text_template)
     texts: dict[str, str] = {}

@@ -28,8 +28,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from connectors.object_store import filesystem_for, join_uri, read_bytes, table_to_parquet, write_bytes
-from connectors.source_config import ObjectStoreOptions
+from qbatch.connectors.object_store import filesystem_for, join_uri, read_bytes, table_to_parquet, write_bytes
+from qbatch.connectors.source_config import ObjectStoreOptions
 
 MANIFEST_SCHEMA = pa.schema([
     pa.field("doc_id", pa.string(), nullable=False),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from common.errors import LockHeldError
+from qbatch.common.errors import LockHeldError
 
 log = logging.getLogger("qbatch.lock")
 

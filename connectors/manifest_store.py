@@ -22,10 +22,10 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from connectors.bucket_spill import BucketSpill, bucket_ids, bucket_of  # noqa: F401 - re-exported
-from connectors.file_progress import MANIFEST_SCHEMA, conform_manifest
-from connectors.object_store import filesystem_for, join_uri, read_bytes, table_to_parquet, write_bytes
-from connectors.source_config import ObjectStoreOptions
+from qbatch.connectors.bucket_spill import BucketSpill, bucket_ids, bucket_of  # noqa: F401 - re-exported
+from qbatch.connectors.file_progress import MANIFEST_SCHEMA, conform_manifest
+from qbatch.connectors.object_store import filesystem_for, join_uri, read_bytes, table_to_parquet, write_bytes
+from qbatch.connectors.source_config import ObjectStoreOptions
 
 SUCCESS = "_SUCCESS"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from common.errors import SourceError
-from connectors.source_config import ObjectStoreOptions
+from qbatch.common.errors import SourceError
+from qbatch.connectors.source_config import ObjectStoreOptions
 
 
 def split_uri(uri: str) -> tuple[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from qdrant_client import QdrantClient
 from qdrant_client.http import models
 
-from connectors.qdrant_config import check_collection_name
+from qbatch.connectors.qdrant_config import check_collection_name
 
 SEPARATOR = "__"
 

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 from qdrant_client import QdrantClient
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from common.errors import ConfigError, LockHeldError, SinkUnreachableError
-from connectors.qdrant_config import QdrantConfig
+from qbatch.common.errors import ConfigError, LockHeldError, SinkUnreachableError
+from qbatch.connectors.qdrant_config import QdrantConfig
 
 log = logging.getLogger("qbatch.qdrant")
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from connectors import qdrant_connection
-from connectors.qdrant_config import QdrantConfig
+from qbatch.connectors import qdrant_connection
+from qbatch.connectors.qdrant_config import QdrantConfig
 
 
 def writer_config(cfg: QdrantConfig) -> QdrantConfig:

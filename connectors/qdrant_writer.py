@@ -20,8 +20,8 @@ from qdrant_client import QdrantClient
 from qdrant_client.http import models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from common.errors import SinkRejectedError, SinkUnreachableError
-from connectors.qdrant_config import QdrantConfig
+from qbatch.common.errors import SinkRejectedError, SinkUnreachableError
+from qbatch.connectors.qdrant_config import QdrantConfig
 
 T = TypeVar("T")
 
@@ -84,7 +84,7 @@ class PointWriter:
         if batch_size < 1 or max_retries < 1:
             raise ValueError(f"batch_size and max_retries must be >= 1, got {batch_size} and {max_retries}")
         self.client, self.collection = client, collection
-        self.undo = undo  # connectors.undo_log.UndoLog: before-images saved before every write of a live collection
+        self.undo = undo  # qbatch.connectors.undo_log.UndoLog: before-images saved before every write of a live collection
         self.batch_size, self.max_retries = batch_size, max_retries
         self.base_delay_s, self.max_delay_s = base_delay_s, max_delay_s
         self.counters = WriterStats()

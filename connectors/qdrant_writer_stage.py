@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from common.end_of_file import EOF_STAGE, STATS_STAGE
-from connectors.point_ids import point_id
+from qbatch.common.end_of_file import EOF_STAGE, STATS_STAGE
+from qbatch.connectors.point_ids import point_id
 
 ACK_SCHEMA = pa.schema([
     ("_file", pa.dictionary(pa.int32(), pa.string())),
@@ -89,8 +89,8 @@ class QdrantWriterStage:
 
     def __init__(self, qdrant_cfg, collection: str, run_id: str, indexed_at: str, payload_columns: list[str],
                  undo: dict[str, Any] | None = None):
-        from connectors.qdrant_connection import connect
-        from connectors.qdrant_writer import PointWriter
+        from qbatch.connectors.qdrant_connection import connect
+        from qbatch.connectors.qdrant_writer import PointWriter
 
         self.client = connect(qdrant_cfg)  # a local folder's lock is waited for while the driver lets go
         fail_ratio = float(os.environ.get(_FAIL_RATIO_ENV, "0") or 0)
@@ -98,7 +98,7 @@ class QdrantWriterStage:
             self.client = FlakyUpserts(self.client, fail_ratio)
         undo_log = None
         if undo is not None:
-            from connectors.undo_log import UndoLog
+            from qbatch.connectors.undo_log import UndoLog
 
             undo_log = UndoLog(undo["run_folder"], collection, run_id, undo.get("storage"))
         # One request at a time per actor: `qdrant.parallel_writers` sizes the pool of actors instead.

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from common.errors import SourceError
-from connectors.object_store import filesystem_for, join_uri, read_bytes, storage_error, write_bytes
-from connectors.source_config import ObjectStoreOptions
+from qbatch.common.errors import SourceError
+from qbatch.connectors.object_store import filesystem_for, join_uri, read_bytes, storage_error, write_bytes
+from qbatch.connectors.source_config import ObjectStoreOptions
 
 SUCCESS = "_SUCCESS"
 

@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass
 
 import pyarrow.fs as pafs
 
-from common.errors import LockHeldError
-from connectors.object_store import filesystem_for, join_uri, read_bytes, write_bytes
-from connectors.source_config import ObjectStoreOptions
+from qbatch.common.errors import LockHeldError
+from qbatch.connectors.object_store import filesystem_for, join_uri, read_bytes, write_bytes
+from qbatch.connectors.source_config import ObjectStoreOptions
 
 log = logging.getLogger("qbatch.run_lock")
 

@@ -22,13 +22,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from common.errors import SourceError
-from connectors.bucket_spill import BucketSpill
-from connectors.corpus_listing import CorpusFile
-from connectors.dead_letter_writer import DEAD_LETTER_SCHEMA, DeadLetterWriter
-from connectors.file_progress import file_key
-from connectors.object_store import filesystem_for, join_uri, read_bytes, table_to_parquet, write_bytes
-from connectors.source_config import ObjectStoreOptions
+from qbatch.common.errors import SourceError
+from qbatch.connectors.bucket_spill import BucketSpill
+from qbatch.connectors.corpus_listing import CorpusFile
+from qbatch.connectors.dead_letter_writer import DEAD_LETTER_SCHEMA, DeadLetterWriter
+from qbatch.connectors.file_progress import file_key
+from qbatch.connectors.object_store import filesystem_for, join_uri, read_bytes, table_to_parquet, write_bytes
+from qbatch.connectors.source_config import ObjectStoreOptions
 
 PLAN_MARKER = "PLAN.json"
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from connectors.object_store import join_uri, write_bytes
-from connectors.source_config import ObjectStoreOptions
+from qbatch.connectors.object_store import join_uri, write_bytes
+from qbatch.connectors.source_config import ObjectStoreOptions
 
 log = logging.getLogger("qbatch.report")
 

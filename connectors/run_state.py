@@ -14,9 +14,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.errors import ConfigError
-from connectors.object_store import join_uri, read_bytes, write_bytes
-from connectors.source_config import ObjectStoreOptions
+from qbatch.common.errors import ConfigError
+from qbatch.connectors.object_store import join_uri, read_bytes, write_bytes
+from qbatch.connectors.source_config import ObjectStoreOptions
 
 Phase = Literal["started", "loaded", "gated", "switched", "manifest_committed", "cleaned"]
 PHASES: tuple[str, ...] = get_args(Phase)
@@ -131,7 +131,7 @@ def list_run_states(root: str, storage: ObjectStoreOptions | None = None) -> lis
     """Every run recorded under `{root}/runs/`, oldest change first (unreadable ones are skipped)."""
     import pyarrow.fs as pafs
 
-    from connectors.object_store import filesystem_for
+    from qbatch.connectors.object_store import filesystem_for
 
     fs, path = filesystem_for(join_uri(root, "runs"), storage)
     states = []

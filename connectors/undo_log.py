@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from connectors.object_store import filesystem_for, join_uri, table_to_parquet, write_bytes
-from connectors.source_config import ObjectStoreOptions
+from qbatch.connectors.object_store import filesystem_for, join_uri, table_to_parquet, write_bytes
+from qbatch.connectors.source_config import ObjectStoreOptions
 
 UNDO_SCHEMA = pa.schema([("point_id", pa.string()), ("vector", pa.list_(pa.float32())),
                          ("payload_json", pa.string())])

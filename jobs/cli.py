@@ -8,14 +8,14 @@ import importlib
 import logging
 import sys
 
-from common.errors import QBatchError
-from jobs.runtime.exit_codes import ExitCode, exit_code_for
+from qbatch.common.errors import QBatchError
+from qbatch.jobs.runtime.exit_codes import ExitCode, exit_code_for
 
 # name -> (module, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "index": ("jobs.index.command", "embed a corpus into Qdrant (also: index status, index rollback)"),
-    "search": ("jobs.search.command", "embed a query and show the top hits of a collection or alias"),
-    "rerank": ("jobs.rerank.command", "re-score query logs with Qwen3-Reranker into Parquet tables"),
+    "index": ("qbatch.jobs.index.command", "embed a corpus into Qdrant (also: index status, index rollback)"),
+    "search": ("qbatch.jobs.search.command", "embed a query and show the top hits of a collection or alias"),
+    "rerank": ("qbatch.jobs.rerank.command", "re-score query logs with Qwen3-Reranker into Parquet tables"),
 }
 
 log = logging.getLogger("qbatch")

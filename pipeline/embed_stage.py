@@ -37,7 +37,7 @@ class EmbedStage:
             import torch
 
             torch.set_num_threads(int(torch_threads))
-        from pipeline.embedder import Embedder
+        from qbatch.pipeline.embedder import Embedder
 
         self.embedder = Embedder.from_pretrained(**embedder_kwargs)
         self.dim = self.embedder.dim

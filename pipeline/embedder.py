@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from common.errors import NonFiniteOutputError
-from pipeline.batch_counters import BatchCounters
-from pipeline.batch_planner import MicroBatch, plan_packs, plan_padded_batches
-from pipeline.embedding_forward import forward_packed, forward_padded
-from pipeline.embedding_tokenizer import EmbeddingTokenizer
-from pipeline.encoder_checkpoint import no_progress_bars, resolve_checkpoint
-from pipeline.micro_batch_runner import run_micro_batches
-from pipeline.model_inputs import check_id_lists, finite_rows
-from pipeline.pooling import slice_and_normalize
-from pipeline.qwen3_templates import END_TOKEN_ID
-from pipeline.torch_devices import (attention_implementation, default_max_batch_tokens, pass_cost_tokens,
+from qbatch.common.errors import NonFiniteOutputError
+from qbatch.pipeline.batch_counters import BatchCounters
+from qbatch.pipeline.batch_planner import MicroBatch, plan_packs, plan_padded_batches
+from qbatch.pipeline.embedding_forward import forward_packed, forward_padded
+from qbatch.pipeline.embedding_tokenizer import EmbeddingTokenizer
+from qbatch.pipeline.encoder_checkpoint import no_progress_bars, resolve_checkpoint
+from qbatch.pipeline.micro_batch_runner import run_micro_batches
+from qbatch.pipeline.model_inputs import check_id_lists, finite_rows
+from qbatch.pipeline.pooling import slice_and_normalize
+from qbatch.pipeline.qwen3_templates import END_TOKEN_ID
+from qbatch.pipeline.torch_devices import (attention_implementation, default_max_batch_tokens, pass_cost_tokens,
                                     precision_name, resolve_device, resolve_dtype)
 
 if TYPE_CHECKING:  # pragma: no cover

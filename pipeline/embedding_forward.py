@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from pipeline.model_inputs import pack_ids, pad_ids
-from pipeline.pooling import gather_positions, pool
+from qbatch.pipeline.model_inputs import pack_ids, pad_ids
+from qbatch.pipeline.pooling import gather_positions, pool
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -8,10 +8,10 @@ import json
 import os
 from typing import Any, Callable, Sequence
 
-from pipeline.encoder_checkpoint import (EncoderLayout, checkpoint_digest, display_name, read_layout,
+from qbatch.pipeline.encoder_checkpoint import (EncoderLayout, checkpoint_digest, display_name, read_layout,
                                          resolve_checkpoint)
-from pipeline.model_inputs import check_texts
-from pipeline.qwen3_templates import DEFAULT_TASK, END_TOKEN_ID, format_query
+from qbatch.pipeline.model_inputs import check_texts
+from qbatch.pipeline.qwen3_templates import DEFAULT_TASK, END_TOKEN_ID, format_query
 
 
 class EmbeddingTokenizer:

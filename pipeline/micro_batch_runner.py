@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from pipeline.batch_planner import MicroBatch, restore_order
-from pipeline.torch_devices import is_out_of_memory, release_cached_memory
+from qbatch.pipeline.batch_planner import MicroBatch, restore_order
+from qbatch.pipeline.torch_devices import is_out_of_memory, release_cached_memory
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

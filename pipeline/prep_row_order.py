@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from common.end_of_file import EOF_STAGE
+from qbatch.common.end_of_file import EOF_STAGE
 
 
 def length_order(out: Mapping[str, list[Any]]) -> list[int]:

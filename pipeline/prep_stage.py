@@ -42,11 +42,11 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from common.end_of_file import END_OF_FILE, EOF_STAGE
-from common.row_validation import ColumnSpec, ValidatedRow, validate_raw_records
-from pipeline.content_hashing import canonical_json, content_hash, payload_hash
-from pipeline.prep_row_order import length_order
-from pipeline.token_chunking import chunk_spans
+from qbatch.common.end_of_file import END_OF_FILE, EOF_STAGE
+from qbatch.common.row_validation import ColumnSpec, ValidatedRow, validate_raw_records
+from qbatch.pipeline.content_hashing import canonical_json, content_hash, payload_hash
+from qbatch.pipeline.prep_row_order import length_order
+from qbatch.pipeline.token_chunking import chunk_spans
 
 
 PREP_SCHEMA = pa.schema([

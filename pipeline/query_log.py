@@ -21,8 +21,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.query_redaction import QueryRedactor
-from common.row_validation import _Reject, normalise_id
+from qbatch.pipeline.query_redaction import QueryRedactor
+from qbatch.common.row_validation import _Reject, normalise_id
 
 CANDIDATE_SCHEMA = pa.schema([
     pa.field("query_id", pa.string(), nullable=False),

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline.encoder_checkpoint import no_progress_bars
-from pipeline.qwen3_templates import ADDED_TOKENS, END_TOKEN, END_TOKEN_ID, QWEN3_VOCAB_SIZE
+from qbatch.pipeline.encoder_checkpoint import no_progress_bars
+from qbatch.pipeline.qwen3_templates import ADDED_TOKENS, END_TOKEN, END_TOKEN_ID, QWEN3_VOCAB_SIZE
 
 # The pre-tokenizer regex of Qwen2/Qwen3: single digits (`\p{N}`), unlike tiktoken's cl100k `\p{N}{1,3}`.
 QWEN_PATTERN = (

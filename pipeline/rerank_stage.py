@@ -26,7 +26,7 @@ SCORED_SCHEMA = pa.schema([
 
 def instruction_sha(instruction: str | None) -> str:
     """sha256 hex of the instruction the reranker really used (the default task when None)."""
-    from pipeline.qwen3_templates import DEFAULT_TASK
+    from qbatch.pipeline.qwen3_templates import DEFAULT_TASK
 
     return hashlib.sha256((instruction if instruction is not None else DEFAULT_TASK).encode()).hexdigest()
 
@@ -50,7 +50,7 @@ class RerankStage:
             import torch
 
             torch.set_num_threads(int(torch_threads))
-        from pipeline.reranker import Reranker
+        from qbatch.pipeline.reranker import Reranker
 
         self.reranker = Reranker.from_pretrained(**reranker_kwargs)
         self.instruction = instruction

@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from common.errors import NonFiniteOutputError
-from pipeline.batch_counters import BatchCounters
-from pipeline.batch_planner import MicroBatch, plan_padded_batches
-from pipeline.encoder_checkpoint import checkpoint_digest, display_name, no_progress_bars, resolve_checkpoint
-from pipeline.micro_batch_runner import run_micro_batches
-from pipeline.model_inputs import check_id_lists, check_pairs, check_texts, pad_ids
-from pipeline.qwen3_templates import (END_TOKEN_ID, NO_TOKEN, RERANK_PREFIX, RERANK_SUFFIX, YES_TOKEN,
+from qbatch.common.errors import NonFiniteOutputError
+from qbatch.pipeline.batch_counters import BatchCounters
+from qbatch.pipeline.batch_planner import MicroBatch, plan_padded_batches
+from qbatch.pipeline.encoder_checkpoint import checkpoint_digest, display_name, no_progress_bars, resolve_checkpoint
+from qbatch.pipeline.micro_batch_runner import run_micro_batches
+from qbatch.pipeline.model_inputs import check_id_lists, check_pairs, check_texts, pad_ids
+from qbatch.pipeline.qwen3_templates import (END_TOKEN_ID, NO_TOKEN, RERANK_PREFIX, RERANK_SUFFIX, YES_TOKEN,
                                       format_rerank_middle)
-from pipeline.reranker_prefix_sharing import plan_shared, score_shared_tails
-from pipeline.torch_devices import (attention_implementation, default_max_batch_tokens, precision_name,
+from qbatch.pipeline.reranker_prefix_sharing import plan_shared, score_shared_tails
+from qbatch.pipeline.torch_devices import (attention_implementation, default_max_batch_tokens, precision_name,
                                     resolve_device, resolve_dtype)
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from pipeline.batch_counters import BatchCounters
-from pipeline.batch_planner import MicroBatch, plan_padded_batches
-from pipeline.micro_batch_runner import run_micro_batches
-from pipeline.model_inputs import pad_ids
-from pipeline.qwen3_templates import format_rerank_head
+from qbatch.pipeline.batch_counters import BatchCounters
+from qbatch.pipeline.batch_planner import MicroBatch, plan_padded_batches
+from qbatch.pipeline.micro_batch_runner import run_micro_batches
+from qbatch.pipeline.model_inputs import pad_ids
+from qbatch.pipeline.qwen3_templates import format_rerank_head
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.errors import ConfigError
+from qbatch.common.errors import ConfigError
 
 # Recall figures are means of fractions; without slack 0.8 - 0.7 > 0.1 would fail a max_drop of 0.1.
 _EPS = 1e-9

@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.fixtures.moto_s3",
     "tests.fixtures.stdlib_docstrings",
     "tests.fixtures.cpu_capabilities",
+    "tests.fixtures.bare_modules",
 ]

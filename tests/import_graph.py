@@ -1,6 +1,6 @@
 """The project's import graph, read from source with `ast` (nothing is imported): every `import` and
 `from ... import` anywhere in a module, inside functions too, and every string constant that names a
-project module (`cli.COMMANDS`, `importlib.import_module("jobs.index.command")`). Used by the layout
+project module (`cli.COMMANDS`, `importlib.import_module("qbatch.jobs.index.command")`). Used by the layout
 tests to find import cycles and imports that cross the layers the wrong way, and by the runtime
 dependency test to find the third-party modules a command can import."""
 
@@ -10,18 +10,30 @@ import ast
 import sys
 from pathlib import Path
 
-PACKAGES = ("jobs", "pipeline", "connectors", "common", "tests")
+PACKAGES = ("public_api", "jobs", "pipeline", "connectors", "common", "tests")
+# The dotted name each folder imports under: pyproject.toml maps the code folders below `qbatch`.
+IMPORT_NAMES = {"public_api": "qbatch", "jobs": "qbatch.jobs", "pipeline": "qbatch.pipeline",
+                "connectors": "qbatch.connectors", "common": "qbatch.common", "tests": "tests"}
+TOP_LEVEL = frozenset(name.split(".")[0] for name in IMPORT_NAMES.values())  # {"qbatch", "tests"}
+
+
+def layer_of(module: str) -> str:
+    """The folder a dotted module name lives in: `qbatch.jobs.cli` -> `jobs`, `qbatch` -> `public_api`."""
+    for folder, name in sorted(IMPORT_NAMES.items(), key=lambda kv: -len(kv[1])):
+        if module == name or module.startswith(name + "."):
+            return folder
+    return module.split(".")[0]
 
 
 def module_files(root: Path, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
-    """Dotted module name -> file, for every .py under the given top-level packages."""
+    """Dotted module name (as imported: `qbatch.jobs.cli`) -> file, for every .py under the folders."""
     found: dict[str, Path] = {}
     for package in packages:
         for path in sorted((root / package).rglob("*.py")):
-            parts = list(path.relative_to(root).with_suffix("").parts)
+            parts = list(path.relative_to(root / package).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts.pop()
-            found[".".join(parts)] = path
+            found[".".join([IMPORT_NAMES[package], *parts])] = path
     return found
 
 
@@ -31,7 +43,8 @@ def _resolve(name: str, modules: dict[str, Path]) -> str | None:
     while parts:
         candidate = ".".join(parts)
         if candidate in modules:
-            return candidate
+            # `qbatch.rerank` (a logger name) names no module; only `import qbatch` itself means the top.
+            return candidate if candidate not in TOP_LEVEL or candidate == name else None
         parts.pop()
     return None
 
@@ -50,9 +63,9 @@ def _imported_names(module: str, path: Path) -> set[str]:
                 package = package[: len(package) - (node.level - 1)]
                 base = ".".join([*package, base] if base else package)
             names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)  # `from jobs import cli`
+            names.update(f"{base}.{alias.name}" for alias in node.names)  # `from qbatch.jobs import cli`
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.count(".") \
-                and node.value.split(".")[0] in PACKAGES and " " not in node.value:
+                and node.value.split(".")[0] in TOP_LEVEL and " " not in node.value:
             names.add(node.value)  # a module named by string
     return names
 
@@ -120,8 +133,8 @@ def layer_violations(graph: dict[str, set[str]], rules: dict[str, tuple[str, ...
     """`importer -> imported` lines where a module of a layer in `rules` imports a forbidden layer."""
     out = []
     for module, targets in sorted(graph.items()):
-        forbidden = rules.get(module.split(".")[0], ())
-        out += [f"{module} -> {t}" for t in sorted(targets) if t.split(".")[0] in forbidden]
+        forbidden = rules.get(layer_of(module), ())
+        out += [f"{module} -> {t}" for t in sorted(targets) if layer_of(t) in forbidden]
     return out
 
 
@@ -206,7 +219,7 @@ def third_party_imports(root: Path, packages: tuple[str, ...] = PACKAGES) -> dic
     `if TYPE_CHECKING:` are left out; the standard library and the project's packages never count."""
     out: dict[str, dict[str, bool]] = {}
     for module, path in module_files(root, packages).items():
-        visitor = _ThirdPartyImports(PACKAGES + packages)
+        visitor = _ThirdPartyImports(tuple(TOP_LEVEL))
         visitor.visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
         out[module] = visitor.found
     return out

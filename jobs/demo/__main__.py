@@ -1,7 +1,7 @@
-"""`python -m jobs.demo` (what `make demo` runs)."""
+"""`python -m qbatch.jobs.demo` (what `make demo` runs)."""
 
 import sys
 
-from jobs.demo.run_demo import main
+from qbatch.jobs.demo.run_demo import main
 
 sys.exit(main())

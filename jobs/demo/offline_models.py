@@ -39,7 +39,7 @@ def demo_reranker(out: Path) -> tuple[str, bool]:
         return found, False
     stand_in = out / "stand-in-reranker"
     if not (stand_in / "config.json").is_file():
-        from pipeline.random_qwen3 import build_random_qwen3
+        from qbatch.pipeline.random_qwen3 import build_random_qwen3
 
         build_random_qwen3(stand_in, kind="reranker", hidden_size=64, num_layers=2, seed=0)
     print(f"demo: {QWEN3_RERANKER} is not available offline; reranking with a small random Qwen3 stand-in "

@@ -9,12 +9,12 @@ import json
 from argparse import Namespace
 from pathlib import Path
 
-from jobs.demo.offline_models import EXAMPLES, demo_reranker
+from qbatch.jobs.demo.offline_models import EXAMPLES, demo_reranker
 
 
 def run_demo_rerank(out: Path) -> int:
-    from jobs.rerank.config import RerankConfig
-    from jobs.rerank.job import run_rerank
+    from qbatch.jobs.rerank.config import RerankConfig
+    from qbatch.jobs.rerank.job import run_rerank
 
     model, stand_in = demo_reranker(out)
     run_date = dt.date.today().isoformat()

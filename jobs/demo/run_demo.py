@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from jobs.demo.offline_models import EXAMPLES, demo_embedding_model
+from qbatch.jobs.demo.offline_models import EXAMPLES, demo_embedding_model
 
 
 def write_demo_config(out: Path, model: str) -> Path:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from jobs import cli
+    from qbatch.jobs import cli
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 return code
     print(f"\ndemo: `qbatch index status --config {cfg}` shows the kept collections.")
     if not args.skip_rerank:
-        from jobs.demo.rerank_demo import run_demo_rerank  # imports only the models it needs
+        from qbatch.jobs.demo.rerank_demo import run_demo_rerank  # imports only the models it needs
 
         return run_demo_rerank(out)
     return 0

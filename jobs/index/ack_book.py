@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from common.end_of_file import EOF_STAGE, STATS_STAGE, UnitEnd, unit_of
-from connectors.dead_letter_writer import DEAD_LETTER_SCHEMA
-from connectors.file_progress import MANIFEST_SCHEMA
+from qbatch.common.end_of_file import EOF_STAGE, STATS_STAGE, UnitEnd, unit_of
+from qbatch.connectors.dead_letter_writer import DEAD_LETTER_SCHEMA
+from qbatch.connectors.file_progress import MANIFEST_SCHEMA
 
 COUNT_KEYS = ("read", "docs_upserted", "chunks", "points_upserted", "real_tokens", "truncated")
 FORBIDDEN_COLUMNS = frozenset({"vector", "text", "token_ids", "payload_json"})  # bulk data stays in the actors

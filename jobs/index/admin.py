@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from common.errors import ConfigError
-from jobs.runtime.exit_codes import ExitCode
-from jobs.index.config import IndexAdminConfig
+from qbatch.common.errors import ConfigError
+from qbatch.jobs.runtime.exit_codes import ExitCode
+from qbatch.jobs.index.config import IndexAdminConfig
 
 
 def run_admin(cfg: IndexAdminConfig, args) -> int:
     import sys
 
-    from connectors.qdrant_connection import connect
-    from jobs.runtime.logging_setup import configure_logging
+    from qbatch.connectors.qdrant_connection import connect
+    from qbatch.jobs.runtime.logging_setup import configure_logging
 
     configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "WARNING"))
     client = connect(cfg.qdrant)
@@ -29,9 +29,9 @@ def run_admin(cfg: IndexAdminConfig, args) -> int:
 
 
 def describe_collections(cfg: IndexAdminConfig, client) -> list[dict]:
-    from connectors.collection_guard import read_spec
-    from connectors.qdrant_aliases import alias_target
-    from jobs.index.full_mode import collections_newest_first
+    from qbatch.connectors.collection_guard import read_spec
+    from qbatch.connectors.qdrant_aliases import alias_target
+    from qbatch.jobs.index.full_mode import collections_newest_first
 
     alias = cfg.qdrant.collection
     live = alias_target(client, alias)
@@ -45,7 +45,7 @@ def describe_collections(cfg: IndexAdminConfig, client) -> list[dict]:
 
 
 def show_status(cfg: IndexAdminConfig, client, out: TextIO) -> int:
-    from connectors.manifest_store import read_current
+    from qbatch.connectors.manifest_store import read_current
 
     rows = describe_collections(cfg, client)
     current = read_current(cfg.run.output_uri, cfg.qdrant.collection, cfg.storage)
@@ -62,8 +62,8 @@ def show_status(cfg: IndexAdminConfig, client, out: TextIO) -> int:
 def unfinished_in_place_run(cfg: IndexAdminConfig):
     """The alias's newest run, when it is an in-place run that stopped before committing its manifest
     and was not rolled back yet; else None."""
-    from connectors.object_store import join_uri
-    from connectors.run_state import list_run_states
+    from qbatch.connectors.object_store import join_uri
+    from qbatch.connectors.run_state import list_run_states
 
     states = list_run_states(join_uri(cfg.run.output_uri, cfg.qdrant.collection), cfg.storage)
     newest = states[-1] if states else None
@@ -75,11 +75,11 @@ def unfinished_in_place_run(cfg: IndexAdminConfig):
 
 def undo_unfinished(cfg: IndexAdminConfig, client, state, out: TextIO) -> int:
     """Restore the before-images of an unfinished in-place run, under the alias lock."""
-    from connectors.object_store import join_uri
-    from connectors.qdrant_writer import PointWriter
-    from connectors.run_lock import RunLock
-    from connectors.run_state import RunStateStore
-    from connectors.undo_log import UndoLog
+    from qbatch.connectors.object_store import join_uri
+    from qbatch.connectors.qdrant_writer import PointWriter
+    from qbatch.connectors.run_lock import RunLock
+    from qbatch.connectors.run_state import RunStateStore
+    from qbatch.connectors.undo_log import UndoLog
 
     alias, root = cfg.qdrant.collection, join_uri(cfg.run.output_uri, cfg.qdrant.collection)
     with RunLock(cfg.run.output_uri, alias, f"rollback-{state.run_id}", cfg.storage):
@@ -95,8 +95,8 @@ def undo_unfinished(cfg: IndexAdminConfig, client, state, out: TextIO) -> int:
 
 
 def rollback(cfg: IndexAdminConfig, client, out: TextIO) -> int:
-    from connectors.manifest_store import ManifestReader, list_manifests, write_current
-    from connectors.qdrant_aliases import switch_alias
+    from qbatch.connectors.manifest_store import ManifestReader, list_manifests, write_current
+    from qbatch.connectors.qdrant_aliases import switch_alias
 
     unfinished = unfinished_in_place_run(cfg)
     if unfinished is not None:

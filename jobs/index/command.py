@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from jobs.index.config import IndexAdminConfig, IndexConfig
-from jobs.runtime.job_arguments import add_job_arguments, load_job_config
+from qbatch.jobs.index.config import IndexAdminConfig, IndexConfig
+from qbatch.jobs.runtime.job_arguments import add_job_arguments, load_job_config
 
 ACTIONS = ("run", "status", "rollback")
 
@@ -23,10 +23,10 @@ def run(args: argparse.Namespace) -> int:
     if args.alias:
         args.overrides = [*args.overrides, f"qdrant.collection={args.alias}"]
     if args.action in ("status", "rollback"):
-        from jobs.index.admin import run_admin
+        from qbatch.jobs.index.admin import run_admin
 
         return run_admin(load_job_config(args, IndexAdminConfig), args)
     config = load_job_config(args, IndexConfig)
-    from jobs.index.job import run_index  # heavy imports only once a run really starts
+    from qbatch.jobs.index.job import run_index  # heavy imports only once a run really starts
 
     return run_index(config, args)

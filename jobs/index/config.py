@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from connectors.qdrant_config import QdrantConfig
-from connectors.source_config import SourceConfig
-from jobs.runtime.actor_pool import ModelActorPoolConfig
-from jobs.runtime.run_fields import JobRunFields
+from qbatch.connectors.qdrant_config import QdrantConfig
+from qbatch.connectors.source_config import SourceConfig
+from qbatch.jobs.runtime.actor_pool import ModelActorPoolConfig
+from qbatch.jobs.runtime.run_fields import JobRunFields
 
 
 class ColumnsConfig(BaseModel):

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from common.end_of_file import EOF_STAGE
-from jobs.index.config import IndexConfig
+from qbatch.common.end_of_file import EOF_STAGE
+from qbatch.jobs.index.config import IndexConfig
 
 log = logging.getLogger("qbatch.index")
 
@@ -30,7 +30,7 @@ SCAN_SCHEMA = pa.schema([("doc_id", pa.string()), ("content_hash", pa.string()),
 class CorpusScan:
     """Every good row's hashes, by bucket on local disk, plus what the scan rejected."""
 
-    spill: object  # connectors.bucket_spill.BucketSpill of SCAN_SCHEMA, every occurrence
+    spill: object  # qbatch.connectors.bucket_spill.BucketSpill of SCAN_SCHEMA, every occurrence
     files: list[str]  # file URIs in file order: `file_order` indexes this
     read: int = 0
     rejected: collections.Counter = field(default_factory=collections.Counter)  # validation rejects
@@ -46,8 +46,8 @@ def scan_corpus(cfg: IndexConfig, files, spec, pools, n_buckets: int, dead_lette
     """Read every record (or what `read`, a dataset_plan.ReadPlan, selects) once through the prep stage
     in scan mode. Rejects are counted, their lines kept, and (with `dead_letter`) written there with
     their original rows."""
-    from connectors.bucket_spill import BucketSpill
-    from jobs.index.dataset_plan import ReadPlan, build_index_dataset
+    from qbatch.connectors.bucket_spill import BucketSpill
+    from qbatch.jobs.index.dataset_plan import ReadPlan, build_index_dataset
 
     start = time.perf_counter()
     uris = [f.uri for f in files]

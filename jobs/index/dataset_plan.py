@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.index.config import IndexConfig
-from jobs.runtime.actor_pool import PoolPlan
+from qbatch.jobs.index.config import IndexConfig
+from qbatch.jobs.runtime.actor_pool import PoolPlan
 
 log = logging.getLogger("qbatch.index")
 
@@ -23,7 +23,7 @@ class WriterTarget:
     """Where the writer stage writes: the collection, the run's payload fields, and the undo log of an
     in-place run (None for a new collection)."""
 
-    qdrant: Any  # connectors.qdrant_config.QdrantConfig, with local paths absolute and the API key resolved
+    qdrant: Any  # qbatch.connectors.qdrant_config.QdrantConfig, with local paths absolute and the API key resolved
     collection: str
     run_id: str
     indexed_at: str
@@ -49,8 +49,8 @@ def build_index_dataset(cfg: IndexConfig, files, fingerprint: dict, dim: int, po
     (pipeline/backend_tokenizer.py) spares each prep actor loading the tokenizer with transformers."""
     import ray
 
-    from connectors.corpus_datasource import CorpusDatasource
-    from pipeline.prep_stage import PrepStage, scan_records
+    from qbatch.connectors.corpus_datasource import CorpusDatasource
+    from qbatch.pipeline.prep_stage import PrepStage, scan_records
 
     files = list(files)
     uris = {f.uri for f in files}
@@ -82,8 +82,8 @@ def build_index_dataset(cfg: IndexConfig, files, fingerprint: dict, dim: int, po
     )
     if writer is None:
         raise ValueError("an embedding pass needs a writer target")
-    from connectors.qdrant_writer_stage import QdrantWriterStage
-    from pipeline.embed_stage import EmbedStage
+    from qbatch.connectors.qdrant_writer_stage import QdrantWriterStage
+    from qbatch.pipeline.embed_stage import EmbedStage
 
     embedder_kwargs = dict(name_or_path=cfg.embed.model, dim=cfg.embed.dim, max_length=cfg.embed.max_length,
                            device=cfg.embed.device, dtype=cfg.embed.dtype, max_batch_tokens=cfg.embed.max_batch_tokens)
@@ -116,12 +116,12 @@ class DocumentTokenizerFactory:
         self.snapshot = snapshot
 
     def __call__(self):
-        from pipeline.embedding_tokenizer import DocumentTokenizer, EmbeddingTokenizer
+        from qbatch.pipeline.embedding_tokenizer import DocumentTokenizer, EmbeddingTokenizer
 
         tokenizer = EmbeddingTokenizer.from_pretrained(self.model, max_length=self.max_length,
                                                        defer_loading=self.snapshot is not None)
         if self.snapshot is not None:
-            from pipeline.backend_tokenizer import BackendTokenizer
+            from qbatch.pipeline.backend_tokenizer import BackendTokenizer
 
             tokenizer.hf_tokenizer = BackendTokenizer(self.snapshot)  # the setter checks the end-token rule
         return DocumentTokenizer(tokenizer, self.doc_instruction)

@@ -44,8 +44,8 @@ class RowCounts:
 
 def count_rows(files, storage) -> RowCounts:
     """Parquet rows from footers; JSONL/CSV rows from sampled heads, pooled per format and compression."""
-    from connectors.corpus_listing import compression_from_name
-    from connectors.corpus_row_counts import TextSample, parquet_row_count, sample_text_rows
+    from qbatch.connectors.corpus_listing import compression_from_name
+    from qbatch.connectors.corpus_row_counts import TextSample, parquet_row_count, sample_text_rows
 
     counts = RowCounts()
     parquet = [f for f in files if f.format == "parquet"]
@@ -74,9 +74,9 @@ def count_rows(files, storage) -> RowCounts:
 
 def estimate_tokens(cfg, files, tokenizer, spec, rows: int, sample_rows: int = SAMPLE_ROWS) -> dict:
     """Run the first rows of a few files through the prep stage; scale its per-row figures to `rows`."""
-    from connectors.corpus_file_reader import iter_record_batches
-    from pipeline.embedding_tokenizer import DocumentTokenizer
-    from pipeline.prep_stage import PrepStage
+    from qbatch.connectors.corpus_file_reader import iter_record_batches
+    from qbatch.pipeline.embedding_tokenizer import DocumentTokenizer
+    from qbatch.pipeline.prep_stage import PrepStage
 
     doc_tokenizer = DocumentTokenizer(tokenizer, cfg.embed.doc_instruction)
     stage = PrepStage(cfg.columns.model_dump(), cfg.chunking.model_dump(), lambda: doc_tokenizer,

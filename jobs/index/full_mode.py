@@ -7,12 +7,12 @@ from __future__ import annotations
 import logging
 import time
 
-from common.errors import GateFailedError
-from jobs.index.gates import GateBook, embed_queries_remote, golden_recall_of, load_golden
-from jobs.index.dataset_plan import ReadPlan
-from jobs.index.full_plan import plan_full
-from jobs.index.load_pass import run_load_pass
-from jobs.index.run_context import IndexRun
+from qbatch.common.errors import GateFailedError
+from qbatch.jobs.index.gates import GateBook, embed_queries_remote, golden_recall_of, load_golden
+from qbatch.jobs.index.dataset_plan import ReadPlan
+from qbatch.jobs.index.full_plan import plan_full
+from qbatch.jobs.index.load_pass import run_load_pass
+from qbatch.jobs.index.run_context import IndexRun
 
 log = logging.getLogger("qbatch.index")
 
@@ -34,10 +34,10 @@ def wait_until_green(client, collection: str, timeout_s: float, poll_s: float = 
 
 
 def run_full(run: IndexRun, dead_letter) -> None:
-    from connectors.collection_guard import ensure_collection, finish_bulk_load
-    from connectors.manifest_store import ManifestReader, ManifestWriter, read_current, write_current
-    from connectors.qdrant_aliases import switch_alias
-    from pipeline.validation_gates import count_parity, golden_gate, minimum_size
+    from qbatch.connectors.collection_guard import ensure_collection, finish_bulk_load
+    from qbatch.connectors.manifest_store import ManifestReader, ManifestWriter, read_current, write_current
+    from qbatch.connectors.qdrant_aliases import switch_alias
+    from qbatch.pipeline.validation_gates import count_parity, golden_gate, minimum_size
 
     cfg, client, coll = run.cfg, run.client, run.collection
     state = run.state_store.load()
@@ -93,8 +93,8 @@ def run_full(run: IndexRun, dead_letter) -> None:
 
 def collections_newest_first(client, alias: str) -> list[str]:
     """The alias's `{alias}__*` collections, newest first by the creation time recorded in their spec."""
-    from connectors.collection_guard import read_spec
-    from connectors.qdrant_aliases import collections_for_alias
+    from qbatch.connectors.collection_guard import read_spec
+    from qbatch.connectors.qdrant_aliases import collections_for_alias
 
     names = collections_for_alias(client, alias)
     created = {n: (read_spec(client, n) or {}).get("created_at", "") for n in names}
@@ -103,8 +103,8 @@ def collections_newest_first(client, alias: str) -> list[str]:
 
 def drop_beyond_keep(run: IndexRun) -> list[str]:
     """Delete collections beyond the newest `run.keep` (the live one always stays) and their manifests."""
-    from connectors.manifest_store import delete_manifest, list_manifests
-    from connectors.qdrant_aliases import alias_target, delete_collections
+    from qbatch.connectors.manifest_store import delete_manifest, list_manifests
+    from qbatch.connectors.qdrant_aliases import alias_target, delete_collections
 
     live = alias_target(run.client, run.alias)
     ordered = [n for n in collections_newest_first(run.client, run.alias) if n != live]

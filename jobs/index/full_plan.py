@@ -11,7 +11,7 @@ import collections
 import logging
 from dataclasses import dataclass, field
 
-from jobs.index.corpus_scan import add_lines, first_occurrences, scan_corpus
+from qbatch.jobs.index.corpus_scan import add_lines, first_occurrences, scan_corpus
 
 log = logging.getLogger("qbatch.index")
 
@@ -23,13 +23,13 @@ class DuplicatePlan:
     duplicate_lines: dict[str, str]  # file URI -> plan file of its records that repeat an earlier id
     duplicates: int
     scanned: int
-    files: list = field(default_factory=list)  # connectors.corpus_listing.CorpusFile: what the plan covers
+    files: list = field(default_factory=list)  # qbatch.connectors.corpus_listing.CorpusFile: what the plan covers
     reused: bool = False  # read back from an earlier attempt
 
 
 def plan_full(run) -> DuplicatePlan:
     """The run's duplicate plan: read back if an earlier attempt made one, else scanned and saved."""
-    from connectors.run_plan_store import RunPlanStore, planned_files
+    from qbatch.connectors.run_plan_store import RunPlanStore, planned_files
 
     store = RunPlanStore(run.run_folder, run.storage)
     saved = store.load()

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import logging
 
-from common.errors import ConfigError, GateFailedError
-from jobs.index.config import IndexConfig
+from qbatch.common.errors import ConfigError, GateFailedError
+from qbatch.jobs.index.config import IndexConfig
 
 log = logging.getLogger("qbatch.index")
 
 
 def load_golden(cfg: IndexConfig) -> dict[str, list[str]] | None:
-    from pipeline.validation_gates import load_golden_queries
+    from qbatch.pipeline.validation_gates import load_golden_queries
 
-    from connectors.object_store import read_bytes
+    from qbatch.connectors.object_store import read_bytes
 
     uri = cfg.gates.golden_queries
     if not uri:
@@ -28,7 +28,7 @@ def load_golden(cfg: IndexConfig) -> dict[str, list[str]] | None:
 def embed_queries_remote(cfg: IndexConfig, queries: list[str], dim: int, instruction: str | None):
     """Embed golden queries in a Ray actor with the embed actors' GPUs (the driver may have none),
     waiting for them at most `embed.resources_wait_s`."""
-    from jobs.runtime.query_embedder import RemoteQueryEmbedder
+    from qbatch.jobs.runtime.query_embedder import RemoteQueryEmbedder
 
     kwargs = {"name_or_path": cfg.embed.model, "dim": dim, "max_length": cfg.embed.max_length,
               "device": cfg.embed.device, "dtype": cfg.embed.dtype}
@@ -40,8 +40,8 @@ def embed_queries_remote(cfg: IndexConfig, queries: list[str], dim: int, instruc
 def golden_recall_of(client, collection: str, golden: dict[str, list[str]], vectors, k: int,
                      without: set[str] | frozenset[str] = frozenset()) -> float:
     """Golden recall@k of `collection`, as if the documents in `without` were already deleted."""
-    from connectors.qdrant_search import search
-    from pipeline.validation_gates import golden_recall
+    from qbatch.connectors.qdrant_search import search
+    from qbatch.pipeline.validation_gates import golden_recall
 
     results = {}
     for query, vector in zip(golden, vectors):

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import logging
 
-from common.errors import GateFailedError, RejectRatioExceededError
-from jobs.index.gates import GateBook, embed_queries_remote, golden_recall_of, load_golden
-from jobs.index.dataset_plan import ReadPlan
-from jobs.index.incremental_plan import plan_incremental
-from jobs.index.load_pass import run_load_pass
-from jobs.index.run_context import IndexRun
+from qbatch.common.errors import GateFailedError, RejectRatioExceededError
+from qbatch.jobs.index.gates import GateBook, embed_queries_remote, golden_recall_of, load_golden
+from qbatch.jobs.index.dataset_plan import ReadPlan
+from qbatch.jobs.index.incremental_plan import plan_incremental
+from qbatch.jobs.index.load_pass import run_load_pass
+from qbatch.jobs.index.run_context import IndexRun
 
 log = logging.getLogger("qbatch.index")
 
@@ -29,7 +29,7 @@ log = logging.getLogger("qbatch.index")
 def run_incremental(run: IndexRun, dead_letter, append: bool) -> None:
     """Refresh the live collection in place; a refusal after this run (or an earlier attempt of it)
     wrote anything puts the live collection back first."""
-    from connectors.undo_log import UndoLog
+    from qbatch.connectors.undo_log import UndoLog
 
     undo = UndoLog(run.run_folder, run.collection, run.run_id, run.storage)
     try:
@@ -41,8 +41,8 @@ def run_incremental(run: IndexRun, dead_letter, append: bool) -> None:
 
 
 def _refresh(run: IndexRun, dead_letter, append: bool, undo) -> None:
-    from connectors.manifest_store import ManifestReader, read_current, write_current
-    from pipeline.validation_gates import count_parity, golden_gate
+    from qbatch.connectors.manifest_store import ManifestReader, read_current, write_current
+    from qbatch.pipeline.validation_gates import count_parity, golden_gate
 
     cfg, client, coll = run.cfg, run.client, run.collection
     old_key = read_current(run.out, run.alias, run.storage)
@@ -115,7 +115,7 @@ def gate_before_writing(run: IndexRun, plan, old, golden, vectors, append: bool)
     ratio and, when documents go away, golden recall without them. Returns golden recall of the live
     collection as the first attempt found it, before any write (recorded, so a resumed attempt that
     may already have written never measures it again)."""
-    from pipeline.manifest_diff import gate_projection
+    from qbatch.pipeline.manifest_diff import gate_projection
 
     cfg = run.cfg
     failures = [] if append else gate_projection(plan.summary, old.summary()["docs"], cfg.gates.max_delete_ratio,
@@ -139,7 +139,7 @@ def gate_before_writing(run: IndexRun, plan, old, golden, vectors, append: bool)
 def dead_letter_duplicates(run: IndexRun, plan, dead_letter) -> None:
     """Dead-letter, with their original rows, the records the plan found repeating an earlier id:
     the load pass does that as it reads them, but a refused run never gets there."""
-    from jobs.index.corpus_scan import scan_corpus
+    from qbatch.jobs.index.corpus_scan import scan_corpus
 
     files = [f for f in run.files if f.uri in plan.duplicate_lines]
     if files:
@@ -149,7 +149,7 @@ def dead_letter_duplicates(run: IndexRun, plan, dead_letter) -> None:
 
 def commit_manifest(run: IndexRun, key: str, n_buckets: int, plan) -> None:
     """The new manifest: the rows the plan carries over, then those of every unit the load pass wrote."""
-    from connectors.manifest_store import ManifestWriter
+    from qbatch.connectors.manifest_store import ManifestWriter
 
     with ManifestWriter(run.out, run.alias, key, n_buckets=n_buckets, storage=run.storage) as manifest:
         for i in range(plan.carried.n_buckets):
@@ -162,7 +162,7 @@ def commit_manifest(run: IndexRun, key: str, n_buckets: int, plan) -> None:
 def gate_golden_before_writing(run: IndexRun, plan, golden, vectors, live_recall: float) -> None:
     """Golden recall of the live collection as it will be once the deletions land: refused now, before
     any write, rather than restored later."""
-    from pipeline.validation_gates import golden_gate
+    from qbatch.pipeline.validation_gates import golden_gate
 
     cfg = run.cfg
     projected = golden_recall_of(run.client, run.collection, golden, vectors, cfg.gates.golden_k,
@@ -179,8 +179,8 @@ def gate_golden_before_writing(run: IndexRun, plan, golden, vectors, live_recall
 def undo_in_place(run: IndexRun, undo, manifest_key: str | None, reason: str) -> None:
     """Put the live collection back as it was before this run and mark the run as rolled back, so it
     never resumes. Its uncommitted manifest is dropped."""
-    from connectors.manifest_store import delete_manifest, read_current
-    from connectors.qdrant_writer import PointWriter
+    from qbatch.connectors.manifest_store import delete_manifest, read_current
+    from qbatch.connectors.qdrant_writer import PointWriter
 
     result = undo.restore(run.client, PointWriter.from_config(run.client, run.cfg.qdrant, run.collection))
     run.report["undo"] = {"reason": reason, "restored_points": result.restored_points,
@@ -194,8 +194,8 @@ def undo_in_place(run: IndexRun, undo, manifest_key: str | None, reason: str) ->
 
 def apply_payload_updates(run: IndexRun, plan, undo=None) -> int:
     """set_payload on every chunk of documents whose payload alone changed; no re-embedding."""
-    from connectors.point_ids import point_id
-    from connectors.qdrant_writer import PointWriter
+    from qbatch.connectors.point_ids import point_id
+    from qbatch.connectors.qdrant_writer import PointWriter
 
     writer = PointWriter(run.client, run.collection, batch_size=run.cfg.qdrant.upsert_batch_size,
                          max_retries=run.cfg.qdrant.max_retries, undo=undo)
@@ -215,16 +215,16 @@ def apply_payload_updates(run: IndexRun, plan, undo=None) -> int:
 
 
 def _payload_hash(values: dict) -> str:
-    from pipeline.content_hashing import payload_hash
+    from qbatch.pipeline.content_hashing import payload_hash
 
     return payload_hash(values)
 
 
 def apply_deletions(run: IndexRun, old, new, undo=None) -> int:
     """Delete, bucket by bucket, the points the new manifest no longer has. Idempotent."""
-    from connectors.point_ids import point_id
-    from connectors.qdrant_writer import PointWriter
-    from pipeline.manifest_diff import diff_bucket, points_to_delete
+    from qbatch.connectors.point_ids import point_id
+    from qbatch.connectors.qdrant_writer import PointWriter
+    from qbatch.pipeline.manifest_diff import diff_bucket, points_to_delete
 
     writer = PointWriter(run.client, run.collection, batch_size=run.cfg.qdrant.upsert_batch_size,
                          max_retries=run.cfg.qdrant.max_retries, undo=undo)
@@ -239,7 +239,7 @@ def apply_deletions(run: IndexRun, old, new, undo=None) -> int:
 
 def drop_old_manifests(run: IndexRun, keep_key: str) -> None:
     """Keep the newest `run.keep` manifests of this collection (CURRENT included)."""
-    from connectors.manifest_store import delete_manifest, list_manifests
+    from qbatch.connectors.manifest_store import delete_manifest, list_manifests
 
     mine = sorted((k for k in list_manifests(run.out, run.alias, run.storage)
                    if k == run.collection or k.startswith(f"{run.collection}@")), reverse=True)

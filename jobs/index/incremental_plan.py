@@ -24,13 +24,13 @@ DELETED_SCHEMA = pa.schema([("doc_id", pa.string())])
 
 @dataclass
 class IncrementalPlan:
-    summary: object  # pipeline.manifest_diff.DiffSummary
+    summary: object  # qbatch.pipeline.manifest_diff.DiffSummary
     keep_lines: dict[str, str]  # file URI -> plan file URI listing the records to re-embed (and duplicates)
     duplicate_lines: dict[str, str]  # file URI -> plan file URI listing records that repeat an earlier id
     payload_updates: object  # PlannedBuckets of PAYLOAD_UPDATE_SCHEMA
     deleted: object  # PlannedBuckets of DELETED_SCHEMA: documents the run will delete
     carried: object  # PlannedBuckets of MANIFEST_SCHEMA: manifest rows of documents the run does not embed
-    store: object  # connectors.run_plan_store.RunPlanStore: where the plan lives
+    store: object  # qbatch.connectors.run_plan_store.RunPlanStore: where the plan lives
     files: list = field(default_factory=list)  # the listing the plan was made from (CorpusFile)
     read: int = 0
     rejected: collections.Counter = field(default_factory=collections.Counter)  # found by the scan
@@ -49,9 +49,9 @@ class IncrementalPlan:
 def plan_incremental(run, old_reader, append: bool, scan: bool = True) -> IncrementalPlan | None:
     """The run's plan: read back if an earlier attempt made one, else (with `scan`; None without)
     scanned, diffed and saved."""
-    from connectors.run_plan_store import RunPlanStore, planned_files
-    from connectors.file_progress import MANIFEST_SCHEMA
-    from pipeline.manifest_diff import DiffSummary
+    from qbatch.connectors.run_plan_store import RunPlanStore, planned_files
+    from qbatch.connectors.file_progress import MANIFEST_SCHEMA
+    from qbatch.pipeline.manifest_diff import DiffSummary
 
     store = RunPlanStore(run.run_folder, run.storage)
     saved = store.load()
@@ -74,10 +74,10 @@ def _scan_and_plan(run, old_reader, append: bool, store) -> dict:
     """Scan, dedupe, diff and persist the plan; its marker. Rejects go to the plan's reject parts;
     manifest rows of documents that need no embedding (unchanged, payload-only, and in append mode
     vanished ones), payload updates and deletions to local spills, then to the plan's folder."""
-    from connectors.bucket_spill import BucketSpill
-    from connectors.file_progress import MANIFEST_SCHEMA
-    from jobs.index.corpus_scan import add_lines, first_occurrences, scan_corpus
-    from pipeline.manifest_diff import DiffSummary, diff_bucket
+    from qbatch.connectors.bucket_spill import BucketSpill
+    from qbatch.connectors.file_progress import MANIFEST_SCHEMA
+    from qbatch.jobs.index.corpus_scan import add_lines, first_occurrences, scan_corpus
+    from qbatch.pipeline.manifest_diff import DiffSummary, diff_bucket
 
     n_buckets = old_reader.n_buckets
     summary = DiffSummary()

@@ -10,12 +10,12 @@ import logging
 import time
 from importlib.metadata import PackageNotFoundError, version
 
-from common.errors import ConfigError, GateFailedError, RejectRatioExceededError
-from jobs.runtime.exit_codes import ExitCode
-from jobs.index.config import IndexConfig
-from jobs.index.run_context import IndexRun
-from jobs.index.run_identity import config_fingerprint, refuse_reuse, resolve_run_id
-from jobs.runtime.logging_setup import configure_logging, register_secret
+from qbatch.common.errors import ConfigError, GateFailedError, RejectRatioExceededError
+from qbatch.jobs.runtime.exit_codes import ExitCode
+from qbatch.jobs.index.config import IndexConfig
+from qbatch.jobs.index.run_context import IndexRun
+from qbatch.jobs.index.run_identity import config_fingerprint, refuse_reuse, resolve_run_id
+from qbatch.jobs.runtime.logging_setup import configure_logging, register_secret
 
 log = logging.getLogger("qbatch.index")
 
@@ -40,7 +40,7 @@ def register_config_secrets(cfg) -> None:
 
 def collection_spec(cfg: IndexConfig, tokenizer):
     """What makes this run's vectors what they are; recorded on create, compared on every later run."""
-    from connectors.collection_guard import CollectionSpec
+    from qbatch.connectors.collection_guard import CollectionSpec
 
     dim = cfg.embed.dim or tokenizer.hidden_size
     if not 32 <= dim <= tokenizer.hidden_size:
@@ -54,7 +54,7 @@ def collection_spec(cfg: IndexConfig, tokenizer):
 
 def guard_live(cfg: IndexConfig, client, live: str | None, spec) -> None:
     """Before any work: the new vectors must be comparable with what the alias serves."""
-    from connectors.collection_guard import read_spec, spec_differences
+    from qbatch.connectors.collection_guard import read_spec, spec_differences
 
     if live is None:
         if client.collection_exists(cfg.qdrant.collection):
@@ -73,12 +73,14 @@ def guard_live(cfg: IndexConfig, client, live: str | None, spec) -> None:
                           f"(field: live -> this run): {'; '.join(diffs)}. A deliberate migration needs {need}.")
 
 
-def run_index(cfg: IndexConfig, args: argparse.Namespace) -> int:
+def run_index(cfg: IndexConfig, args: argparse.Namespace | None = None) -> int:
+    """Run `qbatch index` with a loaded config; `args` carries the CLI's flags (none = their defaults)."""
+    args = args if args is not None else argparse.Namespace()
     configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "INFO"), cfg.run.run_id)
     register_config_secrets(cfg)
-    from connectors.qdrant_connection import connect, safe_target
+    from qbatch.connectors.qdrant_connection import connect, safe_target
 
-    from connectors.qdrant_lease import QdrantLease
+    from qbatch.connectors.qdrant_lease import QdrantLease
 
     client = QdrantLease(cfg.qdrant, connect(cfg.qdrant))  # fail fast, before the corpus is read
     log.info("qdrant reachable at %s", safe_target(cfg.qdrant))
@@ -89,9 +91,9 @@ def run_index(cfg: IndexConfig, args: argparse.Namespace) -> int:
 
 
 def _run_with_client(cfg: IndexConfig, args, client) -> int:
-    from connectors.corpus_listing import list_corpus_files
-    from connectors.qdrant_aliases import alias_target
-    from pipeline.embedding_tokenizer import EmbeddingTokenizer
+    from qbatch.connectors.corpus_listing import list_corpus_files
+    from qbatch.connectors.qdrant_aliases import alias_target
+    from qbatch.pipeline.embedding_tokenizer import EmbeddingTokenizer
 
     files = list_corpus_files(cfg.source)
     log.info("source %s: %d files, %d bytes", cfg.source.uri, len(files), sum(f.size for f in files))
@@ -104,7 +106,7 @@ def _run_with_client(cfg: IndexConfig, args, client) -> int:
                                                        defer_loading=True)
     except (FileNotFoundError, ValueError) as e:  # a missing or unsupported model: a retry cannot help
         raise ConfigError(f"embed.model {cfg.embed.model!r}: {e}") from None
-    from jobs.index.tokenizer_check import TokenizerCheck
+    from qbatch.jobs.index.tokenizer_check import TokenizerCheck
 
     check = TokenizerCheck(tokenizer, cfg.embed.model)
     spec = collection_spec(cfg, tokenizer)
@@ -112,8 +114,8 @@ def _run_with_client(cfg: IndexConfig, args, client) -> int:
     guard_live(cfg, client, live, spec)
     run = IndexRun(cfg=cfg, run_id=run_id, client=client, files=files, spec=spec, tokenizer=tokenizer, live=live,
                    tokenizer_check=check)
-    if args.dry_run:
-        from jobs.index.dry_run import print_plan
+    if getattr(args, "dry_run", False):
+        from qbatch.jobs.index.dry_run import print_plan
 
         run.check_tokenizer()
         print_plan(run)
@@ -122,11 +124,11 @@ def _run_with_client(cfg: IndexConfig, args, client) -> int:
 
 
 def _run_locked(run: IndexRun, args) -> int:
-    from connectors.file_progress import FileProgressStore
-    from connectors.lock_heartbeat import LockHeartbeat
-    from connectors.run_lock import RunLock
-    from connectors.run_state import RunStateStore
-    from jobs.index.report import finish_report
+    from qbatch.connectors.file_progress import FileProgressStore
+    from qbatch.connectors.lock_heartbeat import LockHeartbeat
+    from qbatch.connectors.run_lock import RunLock
+    from qbatch.connectors.run_state import RunStateStore
+    from qbatch.jobs.index.report import finish_report
 
     cfg = run.cfg
     run.state_store = RunStateStore(run.run_root, run.run_id, run.storage)
@@ -143,7 +145,7 @@ def _run_locked(run: IndexRun, args) -> int:
             LockHeartbeat(lock) as heartbeat:
         run.lock, run.heartbeat = lock, heartbeat
         if cfg.run.legacy_output_uri:
-            from connectors.manifest_store import adopt_legacy_manifest
+            from qbatch.connectors.manifest_store import adopt_legacy_manifest
 
             adopted = adopt_legacy_manifest(run.out, cfg.run.legacy_output_uri, run.alias, run.storage)
             if adopted:
@@ -154,14 +156,14 @@ def _run_locked(run: IndexRun, args) -> int:
         run.collection = previous.collection if previous else (
             _versioned(run) if run.mode == "full" else run.live)
         if run.mode != "full":  # in place: the live collection takes what settings it can, or the run stops here
-            from connectors.collection_settings import reconcile_settings
+            from qbatch.connectors.collection_settings import reconcile_settings
 
             run.check_tokenizer()  # before this first write to the live collection
             run.report["settings_applied"] = reconcile_settings(run.client, cfg.qdrant, run.collection)
         run.state_store.begin(run.alias, run.mode, fingerprint, run.collection, requested_mode=cfg.run.mode)
         run.progress = FileProgressStore(run.run_root, run.run_id, run.storage)
-        from jobs.runtime.actor_pool import plan_and_wait
-        from jobs.runtime.ray_start import init_ray
+        from qbatch.jobs.runtime.actor_pool import plan_and_wait
+        from qbatch.jobs.runtime.ray_start import init_ray
 
         ray_start = time.perf_counter()
         init_ray(getattr(args, "ray_address", None))
@@ -172,16 +174,16 @@ def _run_locked(run: IndexRun, args) -> int:
         log.info("pools: %s", run.pools.describe())
         run.check_tokenizer()  # loaded meanwhile; before the first write
         error: BaseException | None = None
-        from connectors.dead_letter_writer import DeadLetterWriter
+        from qbatch.connectors.dead_letter_writer import DeadLetterWriter
 
         dead_letter = DeadLetterWriter(run.run_root, run.run_id, run.storage)
         try:
             if run.mode == "full":
-                from jobs.index.full_mode import run_full
+                from qbatch.jobs.index.full_mode import run_full
 
                 run_full(run, dead_letter)
             else:
-                from jobs.index.incremental_mode import run_incremental
+                from qbatch.jobs.index.incremental_mode import run_incremental
 
                 run_incremental(run, dead_letter, append=run.mode == "append")
         except (GateFailedError, RejectRatioExceededError) as e:  # refusals: report them, then exit
@@ -192,7 +194,7 @@ def _run_locked(run: IndexRun, args) -> int:
             dead_letter.close()
         report = finish_report(run, error, time.perf_counter() - run.started)
     if getattr(args, "metrics_pushgateway", None):
-        from jobs.runtime.metrics_push import push_run_metrics
+        from qbatch.jobs.runtime.metrics_push import push_run_metrics
 
         push_run_metrics(args.metrics_pushgateway, "qbatch_index", report)
     if error is not None:
@@ -201,6 +203,6 @@ def _run_locked(run: IndexRun, args) -> int:
 
 
 def _versioned(run: IndexRun) -> str:
-    from connectors.qdrant_aliases import versioned_name
+    from qbatch.connectors.qdrant_aliases import versioned_name
 
     return versioned_name(run.alias, run.run_id)

@@ -14,9 +14,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from jobs.index.ack_book import COUNT_KEYS, AckBook
-from jobs.index.dataset_plan import ReadPlan, WriterTarget, build_index_dataset
-from jobs.runtime.progress_line import ProgressLine
+from qbatch.jobs.index.ack_book import COUNT_KEYS, AckBook
+from qbatch.jobs.index.dataset_plan import ReadPlan, WriterTarget, build_index_dataset
+from qbatch.jobs.runtime.progress_line import ProgressLine
 
 log = logging.getLogger("qbatch.index")
 
@@ -40,7 +40,7 @@ class LoadResult:
 
 def run_load_pass(run, files, read: ReadPlan = ReadPlan(), undo=None) -> LoadResult:
     """Embed and write `files` (less what earlier attempts finished) into `run.collection`."""
-    from connectors.file_progress import file_key, unit_stem
+    from qbatch.connectors.file_progress import file_key, unit_stem
 
     cfg, progress = run.cfg, run.progress
     start = time.perf_counter()
@@ -80,13 +80,13 @@ def run_load_pass(run, files, read: ReadPlan = ReadPlan(), undo=None) -> LoadRes
             bar.close()
         result.book = book
         if book.strays:  # parts of documents that another part's reject turned down
-            from connectors.point_ids import point_id
-            from connectors.qdrant_writer import PointWriter
+            from qbatch.connectors.point_ids import point_id
+            from qbatch.connectors.qdrant_writer import PointWriter
 
             PointWriter(run.client, run.collection, undo=undo).delete_points([point_id(d, c) for d, c in book.strays])
             log.info("deleted %d points of documents rejected after part of them was written", len(book.strays))
         if book.counters.precisions:
-            from connectors.collection_guard import record_precisions
+            from qbatch.connectors.collection_guard import record_precisions
 
             record_precisions(run.client, run.collection, book.counters.precisions)
     all_units = progress.done_units()
@@ -108,8 +108,8 @@ def run_load_pass(run, files, read: ReadPlan = ReadPlan(), undo=None) -> LoadRes
 
 
 def writer_target(run, undo=None) -> WriterTarget:
-    """The writer stage's target for this run; `undo` (connectors.undo_log.UndoLog) for an in-place run."""
-    from connectors.qdrant_lease import writer_config
+    """The writer stage's target for this run; `undo` (qbatch.connectors.undo_log.UndoLog) for an in-place run."""
+    from qbatch.connectors.qdrant_lease import writer_config
 
     cfg = run.cfg
     return WriterTarget(

@@ -119,7 +119,7 @@ def build_report(run, wall_s: float) -> dict:
 def decide_exit(run, report: dict, error: BaseException | None) -> None:
     """The exit decision: a refusal (gate or reject ratio, raised before the alias or the live index
     changed) or ok."""
-    from jobs.runtime.exit_codes import exit_code_for
+    from qbatch.jobs.runtime.exit_codes import exit_code_for
 
     counts = report["counts"]
     ratio = counts["rejected_total"] / counts["read"] if counts["read"] else 0.0
@@ -131,7 +131,7 @@ def decide_exit(run, report: dict, error: BaseException | None) -> None:
 
 
 def finish_report(run, error: BaseException | None, wall_s: float) -> dict:
-    from connectors.run_report_writer import write_run_report
+    from qbatch.connectors.run_report_writer import write_run_report
 
     report = build_report(run, wall_s)
     decide_exit(run, report, error)

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.index.config import IndexConfig
+from qbatch.jobs.index.config import IndexConfig
 
 log = logging.getLogger("qbatch.index")
 
@@ -20,14 +20,14 @@ class IndexRun:
     run_id: str
     client: Any
     files: list
-    spec: Any  # connectors.collection_guard.CollectionSpec
-    tokenizer: Any  # pipeline.embedding_tokenizer.EmbeddingTokenizer
+    spec: Any  # qbatch.connectors.collection_guard.CollectionSpec
+    tokenizer: Any  # qbatch.pipeline.embedding_tokenizer.EmbeddingTokenizer
     live: str | None  # the collection the alias points at now, if any
     state_store: Any = None
     progress: Any = None
     pools: Any = None
     lock: Any = None
-    heartbeat: Any = None  # connectors.lock_heartbeat.LockHeartbeat
+    heartbeat: Any = None  # qbatch.connectors.lock_heartbeat.LockHeartbeat
     collection: str | None = None
     mode: str = "full"
     started: float = field(default_factory=time.perf_counter)
@@ -61,20 +61,20 @@ class IndexRun:
     @property
     def run_root(self) -> str:
         """`{output_uri}/{alias}`: this alias's runs live in `runs/{run_id}/` below it, beside its manifests."""
-        from connectors.object_store import join_uri
+        from qbatch.connectors.object_store import join_uri
 
         return join_uri(self.cfg.run.output_uri, self.alias)
 
     @property
     def run_folder(self) -> str:
         """`{output_uri}/{alias}/runs/{run_id}`: state, progress, plan, undo log, dead letters, report."""
-        from connectors.object_store import join_uri
+        from qbatch.connectors.object_store import join_uri
 
         return join_uri(self.run_root, "runs", self.run_id)
 
     def creation_spec(self):
         """The spec recorded on a collection this run creates: the guard fields plus run id and time."""
-        from connectors.collection_guard import CollectionSpec
+        from qbatch.connectors.collection_guard import CollectionSpec
 
         return CollectionSpec(dim=self.spec.dim, distance=self.spec.distance, fingerprint={
             **self.spec.fingerprint, "run_id": self.run_id,
@@ -88,7 +88,7 @@ class IndexRun:
 
     def check_reject_ratio(self, read: int, rejected: int, where: str) -> None:
         """Too many rejects means a broken export: refuse before the index serving search changes."""
-        from common.errors import RejectRatioExceededError
+        from qbatch.common.errors import RejectRatioExceededError
 
         ratio = rejected / read if read else 0.0
         if ratio > self.cfg.run.max_reject_ratio:

@@ -15,8 +15,8 @@ import datetime as dt
 import hashlib
 import json
 
-from common.errors import ConfigError
-from jobs.index.config import IndexConfig
+from qbatch.common.errors import ConfigError
+from qbatch.jobs.index.config import IndexConfig
 
 
 def config_fingerprint(cfg: IndexConfig) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from common.errors import ConfigError
+from qbatch.common.errors import ConfigError
 
 
 class TokenizerCheck:
@@ -25,7 +25,7 @@ class TokenizerCheck:
         self._thread.start()
 
     def _load(self) -> None:
-        from pipeline.backend_tokenizer import snapshot_of
+        from qbatch.pipeline.backend_tokenizer import snapshot_of
 
         try:
             self._snapshot = snapshot_of(self._tokenizer.hf_tokenizer)  # loads once, checks the end-token rule

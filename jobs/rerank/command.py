@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from jobs.runtime.job_arguments import add_job_arguments, load_job_config
-from jobs.rerank.config import RerankConfig
+from qbatch.jobs.runtime.job_arguments import add_job_arguments, load_job_config
+from qbatch.jobs.rerank.config import RerankConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +15,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_job_config(args, RerankConfig)
-    from jobs.rerank.job import run_rerank  # heavy imports only once a run really starts
+    from qbatch.jobs.rerank.job import run_rerank  # heavy imports only once a run really starts
 
     return run_rerank(config, args)

@@ -10,7 +10,7 @@ from typing import TextIO
 
 
 def print_plan(cfg, files, client, run_date, run_id, out: TextIO | None = None) -> dict:
-    from connectors.rerank_table import partition_uri, read_success
+    from qbatch.connectors.rerank_table import partition_uri, read_success
 
     out = out or sys.stdout
     plan = {
@@ -28,7 +28,7 @@ def print_plan(cfg, files, client, run_date, run_id, out: TextIO | None = None) 
         "redact_queries": cfg.output.redact_queries,
     }
     if cfg.candidates.retrieve_top_k > 0:
-        from jobs.rerank.retrieval import recorded_spec
+        from qbatch.jobs.rerank.retrieval import recorded_spec
 
         spec = recorded_spec(client, cfg.qdrant.collection)
         plan["retrieval"] = {"top_k": cfg.candidates.retrieve_top_k, "collection": cfg.qdrant.collection,

@@ -21,13 +21,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.bucket_spill import BucketSpill
-from common.end_of_file import END_OF_FILE
-from connectors.corpus_file_reader import iter_record_batches
-from connectors.corpus_listing import CorpusFile
-from jobs.rerank.config import RerankConfig
-from pipeline.query_log import CANDIDATE_SCHEMA, LogColumns, QueryGroup, group_candidates, parse_log_records, reject
-from pipeline.query_redaction import QueryRedactor
+from qbatch.connectors.bucket_spill import BucketSpill
+from qbatch.common.end_of_file import END_OF_FILE
+from qbatch.connectors.corpus_file_reader import iter_record_batches
+from qbatch.connectors.corpus_listing import CorpusFile
+from qbatch.jobs.rerank.config import RerankConfig
+from qbatch.pipeline.query_log import CANDIDATE_SCHEMA, LogColumns, QueryGroup, group_candidates, parse_log_records, reject
+from qbatch.pipeline.query_redaction import QueryRedactor
 
 log = logging.getLogger("qbatch.rerank")
 _BYTES_PER_BUCKET = 64 << 20
@@ -97,7 +97,7 @@ class RerankInputs:
 
     def iter_groups(self, dead_letter) -> Iterator[list[QueryGroup]]:
         """Per bucket, its groups with texts attached; candidates without a text are dead-lettered."""
-        from connectors.document_lookup import corpus_texts, payload_texts
+        from qbatch.connectors.document_lookup import corpus_texts, payload_texts
 
         docs = self.cfg.documents
         corpus = corpus_texts(docs.corpus, docs.id_column, docs.text_column, docs.text_template, self.wanted) \

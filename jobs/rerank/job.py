@@ -10,11 +10,11 @@ import logging
 import os
 import time
 
-from common.errors import ConfigError, RejectRatioExceededError, SourceError
-from jobs.runtime.exit_codes import ExitCode
-from jobs.runtime.logging_setup import configure_logging, register_secret
-from jobs.rerank.config import RerankConfig
-from pipeline.query_redaction import QueryRedactor
+from qbatch.common.errors import ConfigError, RejectRatioExceededError, SourceError
+from qbatch.jobs.runtime.exit_codes import ExitCode
+from qbatch.jobs.runtime.logging_setup import configure_logging, register_secret
+from qbatch.jobs.rerank.config import RerankConfig
+from qbatch.pipeline.query_redaction import QueryRedactor
 
 log = logging.getLogger("qbatch.rerank")
 
@@ -48,7 +48,7 @@ def _register_secrets(cfg: RerankConfig) -> list[str]:
 
 def _check_local_model(name: str) -> None:
     """A reranker given as a local path must exist before any work (hub ids resolve on the workers)."""
-    from pipeline.encoder_checkpoint import _looks_like_path, resolve_checkpoint
+    from qbatch.pipeline.encoder_checkpoint import _looks_like_path, resolve_checkpoint
 
     if _looks_like_path(name) or os.path.exists(os.path.expanduser(name)):
         try:
@@ -57,8 +57,10 @@ def _check_local_model(name: str) -> None:
             raise ConfigError(f"reranker.model: {e}") from None
 
 
-def run_rerank(cfg: RerankConfig, args: argparse.Namespace) -> int:
-    """Run `qbatch rerank` with a loaded config; returns the exit code (raises QBatchError on failure)."""
+def run_rerank(cfg: RerankConfig, args: argparse.Namespace | None = None) -> int:
+    """Run `qbatch rerank` with a loaded config; returns the exit code (raises QBatchError on failure).
+    `args` carries the CLI's flags (none = their defaults)."""
+    args = args if args is not None else argparse.Namespace()
     started = time.perf_counter()
     run_date = cfg.output.run_date or dt.datetime.now(dt.timezone.utc).date()
     run_id = cfg.run.run_id or run_date.strftime("%Y%m%d")
@@ -66,7 +68,7 @@ def run_rerank(cfg: RerankConfig, args: argparse.Namespace) -> int:
     redactor = build_redactor(cfg)
     secrets = _register_secrets(cfg) + ([os.environ[cfg.output.hmac_key_env]] if redactor.enabled else [])
     _check_local_model(cfg.reranker.model)
-    from connectors.corpus_listing import list_corpus_files
+    from qbatch.connectors.corpus_listing import list_corpus_files
 
     files = list_corpus_files(cfg.queries)
     if not files:
@@ -75,7 +77,7 @@ def run_rerank(cfg: RerankConfig, args: argparse.Namespace) -> int:
     needs_qdrant = cfg.documents.source == "qdrant" or cfg.candidates.retrieve_top_k > 0
     client = None
     if needs_qdrant:
-        from connectors.qdrant_connection import connect, safe_target
+        from qbatch.connectors.qdrant_connection import connect, safe_target
 
         client = connect(cfg.qdrant)
         log.info("qdrant reachable at %s", safe_target(cfg.qdrant))
@@ -88,20 +90,20 @@ def run_rerank(cfg: RerankConfig, args: argparse.Namespace) -> int:
 
 def _run_with_client(cfg: RerankConfig, args, files, client, redactor, run_date, run_id, secrets, started) -> int:
     if getattr(args, "dry_run", False):
-        from jobs.rerank.dry_run import print_plan
+        from qbatch.jobs.rerank.dry_run import print_plan
 
         print_plan(cfg, files, client, run_date, run_id)
         return int(ExitCode.OK)
     retriever = None
     if cfg.candidates.retrieve_top_k > 0:
-        from jobs.rerank.retrieval import Retriever
-        from jobs.runtime.ray_start import init_ray
+        from qbatch.jobs.rerank.retrieval import Retriever
+        from qbatch.jobs.runtime.ray_start import init_ray
 
         init_ray(getattr(args, "ray_address", None))  # the query embedder is a Ray actor
         retriever = Retriever.load(client, cfg)
-    from connectors.lock_heartbeat import LockHeartbeat
-    from connectors.run_lock import RunLock
-    from jobs.rerank.scoring import score_and_write
+    from qbatch.connectors.lock_heartbeat import LockHeartbeat
+    from qbatch.connectors.run_lock import RunLock
+    from qbatch.jobs.rerank.scoring import score_and_write
 
     try:
         # One run per output partition at a time: two would clear each other's staged parts.
@@ -113,7 +115,7 @@ def _run_with_client(cfg: RerankConfig, args, files, client, redactor, run_date,
         if retriever is not None:
             retriever.close()
     if getattr(args, "metrics_pushgateway", None):
-        from jobs.runtime.metrics_push import push_run_metrics
+        from qbatch.jobs.runtime.metrics_push import push_run_metrics
 
         push_run_metrics(args.metrics_pushgateway, "qbatch_rerank", report, secrets)
     if report["exit"]["code"] == ExitCode.REJECT_RATIO_EXCEEDED:

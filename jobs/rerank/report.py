@@ -8,7 +8,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from connectors.object_store import join_uri, write_bytes
+from qbatch.connectors.object_store import join_uri, write_bytes
 
 _METRICS = ("ndcg@10", "mrr@10", "recall@10")
 
@@ -56,6 +56,6 @@ def write_metrics(output_uri: str, run_date: dt.date, run_id: str, metrics: dict
 
 def write_report(output_uri: str, run_date: dt.date, run_id: str, report: dict[str, Any], storage,
                  secrets: list[str]) -> dict[str, str]:
-    from connectors.run_report_writer import write_run_report
+    from qbatch.connectors.run_report_writer import write_run_report
 
     return write_run_report(reports_uri(output_uri, run_date), run_id, report, storage, secrets=secrets)

@@ -11,18 +11,18 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from common.errors import ConfigError, GateFailedError
-from pipeline.query_log import Candidate, QueryGroup
+from qbatch.common.errors import ConfigError, GateFailedError
+from qbatch.pipeline.query_log import Candidate, QueryGroup
 
 if TYPE_CHECKING:  # pragma: no cover
-    from jobs.rerank.config import RerankConfig
+    from qbatch.jobs.rerank.config import RerankConfig
 
 log = logging.getLogger("qbatch.rerank")
 _EMBED_BATCH = 64
 
 
 def recorded_spec(client, collection: str) -> dict[str, Any]:
-    from connectors.collection_guard import read_spec
+    from qbatch.connectors.collection_guard import read_spec
 
     spec = read_spec(client, collection)
     if spec is None:
@@ -43,7 +43,7 @@ class Retriever:
     def load(cls, client, cfg: "RerankConfig") -> "Retriever":
         """Start the query embedder the collection's spec asks for (a Ray actor on the reranker's GPUs
         unless `candidates.embed_num_gpus` says otherwise); `close()` gives it back."""
-        from jobs.runtime.query_embedder import RemoteQueryEmbedder
+        from qbatch.jobs.runtime.query_embedder import RemoteQueryEmbedder
 
         collection, cand = cfg.qdrant.collection, cfg.candidates
         spec = recorded_spec(client, collection)
@@ -71,7 +71,7 @@ class Retriever:
 
     def fill(self, groups: list[QueryGroup]) -> int:
         """Give every group without candidates the alias's top k documents; returns candidates added."""
-        from connectors.qdrant_search import search
+        from qbatch.connectors.qdrant_search import search
 
         empty = [g for g in groups if not g.candidates]
         added = 0

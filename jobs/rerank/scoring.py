@@ -9,14 +9,14 @@ import logging
 import sys
 import time
 
-from connectors.object_store import join_uri
-from jobs.runtime.exit_codes import ExitCode
+from qbatch.connectors.object_store import join_uri
+from qbatch.jobs.runtime.exit_codes import ExitCode
 
 log = logging.getLogger("qbatch.rerank")
 
 
 def _dead_letter(cfg, run_date, run_id):
-    from connectors.dead_letter_writer import DeadLetterWriter
+    from qbatch.connectors.dead_letter_writer import DeadLetterWriter
 
     writer = DeadLetterWriter(cfg.output.uri, run_id, cfg.output.storage or cfg.queries.storage)
     # One dead-letter partition per run date, replaced by a rerun of that date like the results.
@@ -28,16 +28,16 @@ def score_and_write(cfg, args, files, client, retriever, redactor, run_date, run
                     heartbeat=None) -> dict:
     import ray
 
-    from connectors.rerank_table import RerankTableWriter
-    from jobs.runtime.progress_line import ProgressLine
-    from jobs.runtime.actor_pool import plan_and_wait
-    from jobs.runtime.ray_start import init_ray
-    from jobs.rerank.inputs import RerankInputs
-    from jobs.rerank.report import write_metrics, write_report
-    from jobs.rerank.sink import ScoredSink
-    from pipeline.encoder_checkpoint import display_name
-    from pipeline.query_log import groups_to_table
-    from pipeline.rerank_stage import RerankStage, instruction_sha
+    from qbatch.connectors.rerank_table import RerankTableWriter
+    from qbatch.jobs.runtime.progress_line import ProgressLine
+    from qbatch.jobs.runtime.actor_pool import plan_and_wait
+    from qbatch.jobs.runtime.ray_start import init_ray
+    from qbatch.jobs.rerank.inputs import RerankInputs
+    from qbatch.jobs.rerank.report import write_metrics, write_report
+    from qbatch.jobs.rerank.sink import ScoredSink
+    from qbatch.pipeline.encoder_checkpoint import display_name
+    from qbatch.pipeline.query_log import groups_to_table
+    from qbatch.pipeline.rerank_stage import RerankStage, instruction_sha
 
     storage = cfg.output.storage or cfg.queries.storage
     stages: dict[str, float] = {}

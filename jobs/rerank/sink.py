@@ -9,9 +9,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.query_log import reject
-from pipeline.query_redaction import QueryRedactor
-from pipeline.ranking_metrics import RunMetrics
+from qbatch.pipeline.query_log import reject
+from qbatch.pipeline.query_redaction import QueryRedactor
+from qbatch.pipeline.ranking_metrics import RunMetrics
 
 _ROWS_PER_PART = 250_000
 

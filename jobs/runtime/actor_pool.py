@@ -121,7 +121,7 @@ def plan_and_wait(section: str, pool: ModelActorPoolConfig, cpu_stages: bool = F
     the cluster can place its minimum actors; raises ResourcesUnavailableError when it cannot."""
     import ray
 
-    from jobs.runtime.resource_wait import wait_for_resources
+    from qbatch.jobs.runtime.resource_wait import wait_for_resources
 
     plan = plan_pools(section, pool, ray.available_resources(), cpu_stages=cpu_stages, writers=writers)
     wait_for_resources(f"{section}.resources_wait_s", plan.actor_bundle(), plan.concurrency[0], pool.resources_wait_s,

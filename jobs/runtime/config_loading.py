@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from common.errors import ConfigError
+from qbatch.common.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 
-from common.errors import (
+from qbatch.common.errors import (
     ConfigError,
     GateFailedError,
     LockHeldError,

@@ -7,7 +7,7 @@ import argparse
 
 from pydantic import BaseModel
 
-from jobs.runtime.config_loading import describe_fields, load_config
+from qbatch.jobs.runtime.config_loading import describe_fields, load_config
 
 
 def add_job_arguments(parser: argparse.ArgumentParser, config_model: type[BaseModel], example: str) -> None:

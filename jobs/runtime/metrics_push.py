@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 
-from jobs.runtime.logging_setup import scrub
+from qbatch.jobs.runtime.logging_setup import scrub
 
 log = logging.getLogger("qbatch.metrics")
 

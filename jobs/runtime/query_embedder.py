@@ -22,7 +22,7 @@ class _QueryEmbedderActor:
     own exception, not as a dead actor) and embeds queries."""
 
     def load(self, embedder_kwargs: dict[str, Any]) -> dict[str, Any]:
-        from pipeline.embedder import Embedder
+        from qbatch.pipeline.embedder import Embedder
 
         self.embedder = Embedder.from_pretrained(**embedder_kwargs)
         return dict(self.embedder.model_fingerprint)
@@ -32,7 +32,7 @@ class _QueryEmbedderActor:
 
 
 class RemoteQueryEmbedder:
-    """`embed_queries` like pipeline.Embedder, run in one Ray actor; `close()` gives its resources back."""
+    """`embed_queries` like qbatch.pipeline.Embedder, run in one Ray actor; `close()` gives its resources back."""
 
     def __init__(self, actor: Any, model_fingerprint: dict[str, Any], call_timeout_s: float,
                  resources: dict[str, float]):
@@ -48,7 +48,7 @@ class RemoteQueryEmbedder:
         """Wait up to `wait_s` (named `wait_field` in errors) for the resources, then load the model."""
         import ray
 
-        from jobs.runtime.resource_wait import wait_for_resources
+        from qbatch.jobs.runtime.resource_wait import wait_for_resources
 
         resources = {k: float(v) for k, v in (("CPU", num_cpus), ("GPU", num_gpus)) if v}
         wait_for_resources(wait_field, resources, 1, wait_s, what="query embedder")

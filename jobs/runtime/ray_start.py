@@ -1,33 +1,56 @@
-"""Connect to Ray: an existing cluster (`--ray-address` or RAY_ADDRESS), shipping this code with a
-runtime_env, or a local Ray on a laptop. Only this differs between the two."""
+"""Connect to Ray: an existing cluster (`--ray-address` or RAY_ADDRESS), shipping this process's `qbatch`
+package with a runtime_env, or a local Ray on a laptop. Only this differs between the two."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 log = logging.getLogger("qbatch.ray")
 
-# Never ship these to a cluster: virtualenvs, outputs, caches, local Qdrant data.
-RUNTIME_ENV_EXCLUDES = [".venv/", ".git/", "demo-output/", "qbatch-output/", "qdrant-data/", "bench-output/",
-                        "**/__pycache__/", ".pytest_cache/", ".hypothesis/", "*.parquet", "*.sqlite"]
+# Never ship these with the package: caches and compiled files.
+RUNTIME_ENV_EXCLUDES = ["**/__pycache__/", "*.pyc"]
+_FOLDERS = ("jobs", "pipeline", "connectors", "common")  # mapped below `qbatch` by pyproject.toml
+_staged: list[Path] = []
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+def package_dir() -> Path:
+    """The folder of the `qbatch` package this process imported (loaded before any of its modules)."""
+    import sys
+
+    return Path(sys.modules["qbatch"].__file__).resolve().parent
+
+
+def shipped_package() -> Path:
+    """A folder named `qbatch` holding exactly the code this process runs. From an installed qbatch
+    that is the package itself; from a source checkout (an editable install maps jobs/, pipeline/,
+    connectors/ and common/ below `qbatch`) the mapped folders are copied into a temporary `qbatch/`."""
+    import importlib
+
+    here = package_dir()
+    folders = {name: Path(importlib.import_module(f"qbatch.{name}").__file__).resolve().parent for name in _FOLDERS}
+    if all(folder == here / name for name, folder in folders.items()):
+        return here
+    staging = Path(tempfile.mkdtemp(prefix="qbatch-ship-")) / "qbatch"
+    shutil.copytree(here, staging, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name, folder in folders.items():
+        shutil.copytree(folder, staging / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if not _staged:
+        atexit.register(lambda: [shutil.rmtree(p.parent, ignore_errors=True) for p in _staged])
+    _staged.append(staging)
+    return staging
 
 
 def runtime_env() -> dict:
-    """working_dir = this source tree, so cluster workers import the same jobs/pipeline/connectors.
-    From a non-editable install there is no source tree to ship (repo_root() would be site-packages):
-    then the cluster's image must have the same qbatch installed, and only env vars are sent."""
-    env: dict = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
-    if (repo_root() / "pyproject.toml").is_file():
-        env.update(working_dir=str(repo_root()), excludes=RUNTIME_ENV_EXCLUDES)
-    else:
-        log.warning("qbatch is not running from a source tree; relying on the cluster image's qbatch")
-    return env
+    """Ship the driver's `qbatch` package to every cluster worker as a Ray `py_modules` entry, so workers
+    import the code the driver runs, never the cluster image's qbatch of another version. Only the
+    package travels: no working_dir, so no bare `jobs`/`pipeline` folders land on a worker's sys.path."""
+    return {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}, "py_modules": [str(shipped_package())],
+            "excludes": RUNTIME_ENV_EXCLUDES}
 
 
 def quiet_ray_logs() -> bool:

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 
-from common.errors import ResourcesUnavailableError
+from qbatch.common.errors import ResourcesUnavailableError
 
 log = logging.getLogger("qbatch.ray")
 _POLL_S = 30.0  # how often a long wait logs what is still missing

@@ -7,7 +7,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connectors.qdrant_config import FORBIDDEN_NAME_CHARS
+from qbatch.connectors.qdrant_config import FORBIDDEN_NAME_CHARS
 
 _RUN_ID_CLEAN = re.compile(r"[^A-Za-z0-9._-]+")
 

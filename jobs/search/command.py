@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from jobs.index.config import IndexConfig
-from jobs.runtime.job_arguments import add_job_arguments, load_job_config
+from qbatch.jobs.index.config import IndexConfig
+from qbatch.jobs.runtime.job_arguments import add_job_arguments, load_job_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_job_config(args, IndexConfig)
-    from jobs.search.job import run_search
+    from qbatch.jobs.search.job import run_search
 
     return run_search(config, args)

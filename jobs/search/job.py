@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.errors import ConfigError, GateFailedError
-from jobs.runtime.exit_codes import ExitCode
-from jobs.index.config import IndexConfig
-from jobs.runtime.logging_setup import configure_logging
+from qbatch.common.errors import ConfigError, GateFailedError
+from qbatch.jobs.runtime.exit_codes import ExitCode
+from qbatch.jobs.index.config import IndexConfig
+from qbatch.jobs.runtime.logging_setup import configure_logging
 
 
 def parse_filters(items: list[str]) -> dict[str, str]:
@@ -26,7 +26,7 @@ def run_search(cfg: IndexConfig, args: argparse.Namespace) -> int:
     filters = parse_filters(args.filter)
     if args.k < 1:
         raise ConfigError("--k must be at least 1")
-    from connectors.qdrant_connection import connect
+    from qbatch.connectors.qdrant_connection import connect
 
     client = connect(cfg.qdrant)
     try:
@@ -36,9 +36,9 @@ def run_search(cfg: IndexConfig, args: argparse.Namespace) -> int:
 
 
 def _search(cfg: IndexConfig, args, client, filters) -> int:
-    from connectors.collection_guard import read_spec
-    from connectors.qdrant_search import search
-    from pipeline.embedder import Embedder
+    from qbatch.connectors.collection_guard import read_spec
+    from qbatch.connectors.qdrant_search import search
+    from qbatch.pipeline.embedder import Embedder
 
     name = cfg.qdrant.collection
     recorded = read_spec(client, name)

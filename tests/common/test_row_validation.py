@@ -7,9 +7,9 @@ import json
 import pyarrow as pa
 import pytest
 
-from connectors.corpus_file_reader import RAW_SCHEMA
-from jobs.index.config import ColumnsConfig
-from common.row_validation import ColumnSpec, RejectReason, validate_raw_records, validate_record
+from qbatch.connectors.corpus_file_reader import RAW_SCHEMA
+from qbatch.jobs.index.config import ColumnsConfig
+from qbatch.common.row_validation import ColumnSpec, RejectReason, validate_raw_records, validate_record
 
 PLAIN = ColumnSpec(payload=("brand", "price", "tags"), lang="lang")
 TEMPLATE = ColumnSpec(text_template="{title}\n{brand}")

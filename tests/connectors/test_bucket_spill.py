@@ -3,8 +3,8 @@ from __future__ import annotations
 import pyarrow as pa
 from hypothesis import given, settings, strategies as st
 
-from connectors.bucket_spill import BucketSpill
-from connectors.manifest_store import bucket_of
+from qbatch.connectors.bucket_spill import BucketSpill
+from qbatch.connectors.manifest_store import bucket_of
 
 SCHEMA = pa.schema([("doc_id", pa.string()), ("line", pa.int64())])
 

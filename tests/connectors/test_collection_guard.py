@@ -8,10 +8,10 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client.http import models
 
-from common.errors import ConfigError, GateFailedError
-from connectors.collection_guard import (
+from qbatch.common.errors import ConfigError, GateFailedError
+from qbatch.connectors.collection_guard import (
     METADATA_KEY, CollectionSpec, ensure_collection, finish_bulk_load, read_spec, record_precisions, spec_differences)
-from connectors.qdrant_config import QdrantConfig
+from qbatch.connectors.qdrant_config import QdrantConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect in the local Qdrant")
 
@@ -168,7 +168,7 @@ def test_fingerprint_is_compared_in_json_terms(client):
 
 def test_precision_is_recorded_for_information_and_never_compared(client):
     """A collection built in fp32 takes bf16 vectors (and back): they differ by rounding only."""
-    from connectors.collection_settings import SETTINGS_KEY
+    from qbatch.connectors.collection_settings import SETTINGS_KEY
 
     ensure_collection(client, QdrantConfig(), "docs", make_spec())
     assert record_precisions(client, "docs", {"float32"}) == ["float32"]

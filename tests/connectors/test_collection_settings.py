@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from qdrant_client import QdrantClient
 
-from common.errors import ConfigError
-from connectors.collection_guard import CollectionSpec, ensure_collection
-from connectors.collection_settings import SETTINGS_KEY, reconcile_settings, recorded_settings
-from connectors.qdrant_config import QdrantConfig
+from qbatch.common.errors import ConfigError
+from qbatch.connectors.collection_guard import CollectionSpec, ensure_collection
+from qbatch.connectors.collection_settings import SETTINGS_KEY, reconcile_settings, recorded_settings
+from qbatch.connectors.qdrant_config import QdrantConfig
 
 SPEC = CollectionSpec.build(dim=8, distance="cosine", model="m", model_revision="r", instructions={},
                             chunking={}, max_length=64, qbatch_version="0")

@@ -7,11 +7,11 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.corpus_datasource import CorpusDatasource, estimated_inmemory_size
-from common.end_of_file import END_OF_FILE, UnitEnd
-from connectors.corpus_file_reader import RAW_SCHEMA
-from connectors.corpus_listing import list_corpus_files
-from connectors.source_config import ObjectStoreOptions, SourceConfig
+from qbatch.connectors.corpus_datasource import CorpusDatasource, estimated_inmemory_size
+from qbatch.common.end_of_file import END_OF_FILE, UnitEnd
+from qbatch.connectors.corpus_file_reader import RAW_SCHEMA
+from qbatch.connectors.corpus_listing import list_corpus_files
+from qbatch.connectors.source_config import ObjectStoreOptions, SourceConfig
 from tests.fixtures.moto_s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 
 

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from common.errors import SourceError
-from connectors.corpus_file_reader import RAW_SCHEMA, READ_ERRORS, iter_record_batches
-from connectors.corpus_listing import CorpusFile, list_corpus_files
-from connectors.source_config import SourceConfig
-from common.row_validation import RejectReason
+from qbatch.common.errors import SourceError
+from qbatch.connectors.corpus_file_reader import RAW_SCHEMA, READ_ERRORS, iter_record_batches
+from qbatch.connectors.corpus_listing import CorpusFile, list_corpus_files
+from qbatch.connectors.source_config import SourceConfig
+from qbatch.common.row_validation import RejectReason
 
 
 def _file(path, fmt) -> CorpusFile:
@@ -148,7 +148,7 @@ def test_reads_parquet_and_jsonl_from_s3(s3_client, s3_bucket, s3_storage):
 
 
 def test_jsonl_lines_across_read_chunks(tmp_path, monkeypatch):
-    import connectors.corpus_file_reader as reader
+    import qbatch.connectors.corpus_file_reader as reader
 
     path = tmp_path / "a.jsonl"
     path.write_bytes(b'{"id": 1, "text": "%s"}\n{"id": 2}\n\n{"id": 3}' % (b"y" * 50))

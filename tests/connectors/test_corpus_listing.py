@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import SourceError
-from connectors.corpus_listing import compression_from_name, format_from_name, glob_to_regex, list_corpus_files
-from connectors.source_config import SourceConfig
+from qbatch.common.errors import SourceError
+from qbatch.connectors.corpus_listing import compression_from_name, format_from_name, glob_to_regex, list_corpus_files
+from qbatch.connectors.source_config import SourceConfig
 
 
 def _touch(root, rel: str, data: bytes = b"x\n") -> None:

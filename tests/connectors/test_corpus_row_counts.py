@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from common.errors import SourceError
-from connectors.corpus_file_reader import iter_record_batches
-from connectors.corpus_listing import CorpusFile
-from connectors.corpus_row_counts import MIN_COMPRESSED_BYTES, parquet_row_count, sample_text_rows
+from qbatch.common.errors import SourceError
+from qbatch.connectors.corpus_file_reader import iter_record_batches
+from qbatch.connectors.corpus_listing import CorpusFile
+from qbatch.connectors.corpus_row_counts import MIN_COMPRESSED_BYTES, parquet_row_count, sample_text_rows
 from tests.fixtures.stdlib_docstrings import stdlib_docstring_pairs
 
 TOLERANCE = 0.10

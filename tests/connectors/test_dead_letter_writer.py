@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from connectors.dead_letter_writer import DEAD_LETTER_SCHEMA, DeadLetterWriter, dead_letter_uri, read_dead_letter
+from qbatch.connectors.dead_letter_writer import DEAD_LETTER_SCHEMA, DeadLetterWriter, dead_letter_uri, read_dead_letter
 
 
 def _reject(i: int, reason: str) -> dict:

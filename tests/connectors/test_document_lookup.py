@@ -7,9 +7,9 @@ import json
 from qdrant_client import QdrantClient
 from qdrant_client.http import models
 
-from connectors.document_lookup import corpus_texts, payload_texts
-from connectors.point_ids import point_id
-from connectors.source_config import SourceConfig
+from qbatch.connectors.document_lookup import corpus_texts, payload_texts
+from qbatch.connectors.point_ids import point_id
+from qbatch.connectors.source_config import SourceConfig
 
 
 def test_corpus_texts_normalise_ids_and_keep_the_first(tmp_path):

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-import connectors.file_progress as file_progress
-from connectors.file_progress import MANIFEST_SCHEMA, FileProgressStore, file_key, unit_stem
+import qbatch.connectors.file_progress as file_progress
+from qbatch.connectors.file_progress import MANIFEST_SCHEMA, FileProgressStore, file_key, unit_stem
 
 
 def _manifest(ids: list[str]) -> pa.Table:

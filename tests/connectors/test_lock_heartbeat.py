@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from common.errors import LockHeldError
-from connectors.lock_heartbeat import LockHeartbeat
-from connectors.object_store import read_bytes, write_bytes
-from connectors.run_lock import RunLock
+from qbatch.common.errors import LockHeldError
+from qbatch.connectors.lock_heartbeat import LockHeartbeat
+from qbatch.connectors.object_store import read_bytes, write_bytes
+from qbatch.connectors.run_lock import RunLock
 
 
 def test_a_short_ttl_lock_outlives_its_ttl_while_the_heartbeat_runs(tmp_path):

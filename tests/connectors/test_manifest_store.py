@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from connectors.file_progress import MANIFEST_SCHEMA
-from connectors.manifest_store import (ManifestReader, ManifestWriter, bucket_of, delete_manifest, list_manifests,
+from qbatch.connectors.file_progress import MANIFEST_SCHEMA
+from qbatch.connectors.manifest_store import (ManifestReader, ManifestWriter, bucket_of, delete_manifest, list_manifests,
                                        read_current, write_current)
 
 

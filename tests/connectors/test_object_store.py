@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import SourceError
-from connectors.corpus_listing import list_corpus_files
-from connectors.object_store import join_uri, read_bytes, scrub_secrets, split_uri, storage_error, write_bytes
-from connectors.source_config import ObjectStoreOptions, SourceConfig
+from qbatch.common.errors import SourceError
+from qbatch.connectors.corpus_listing import list_corpus_files
+from qbatch.connectors.object_store import join_uri, read_bytes, scrub_secrets, split_uri, storage_error, write_bytes
+from qbatch.connectors.source_config import ObjectStoreOptions, SourceConfig
 from tests.fixtures.moto_s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 
 

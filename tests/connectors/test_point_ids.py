@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.point_ids import QBATCH_NAMESPACE, point_id, point_ids
+from qbatch.connectors.point_ids import QBATCH_NAMESPACE, point_id, point_ids
 
 
 def test_known_values_never_change():

@@ -6,7 +6,7 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client.http import models
 
-from connectors.qdrant_aliases import (
+from qbatch.connectors.qdrant_aliases import (
     alias_target, collections_for_alias, delete_collections, stale_collections, switch_alias, versioned_name)
 
 

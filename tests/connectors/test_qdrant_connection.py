@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from qdrant_client.http import models
 
-from common.errors import ConfigError, LockHeldError, SinkUnreachableError
-from connectors.qdrant_config import QdrantConfig
-from connectors.qdrant_connection import connect, safe_target, scrub
+from qbatch.common.errors import ConfigError, LockHeldError, SinkUnreachableError
+from qbatch.connectors.qdrant_config import QdrantConfig
+from qbatch.connectors.qdrant_connection import connect, safe_target, scrub
 
 FAKE_KEY = "fake-qdrant-key-7f3a9c21d4e8"  # not a real credential: only checked for absence below
 
@@ -42,8 +42,8 @@ def test_local_mode_creates_the_folder_and_persists(tmp_path):
 _KILLED_WRITER = """
 import os, sys
 from qdrant_client.http import models
-from connectors.qdrant_config import QdrantConfig
-from connectors.qdrant_connection import connect
+from qbatch.connectors.qdrant_config import QdrantConfig
+from qbatch.connectors.qdrant_connection import connect
 client = connect(QdrantConfig(path=sys.argv[1]))
 storage = client._client.collections["c"].storage.storage
 print(storage.execute("PRAGMA journal_mode").fetchone()[0], storage.execute("PRAGMA synchronous").fetchone()[0])

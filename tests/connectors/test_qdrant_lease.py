@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from qdrant_client import QdrantClient, models
 
-from connectors.qdrant_config import QdrantConfig
-from connectors.qdrant_connection import connect
-from connectors.qdrant_lease import QdrantLease, writer_config
+from qbatch.connectors.qdrant_config import QdrantConfig
+from qbatch.connectors.qdrant_connection import connect
+from qbatch.connectors.qdrant_lease import QdrantLease, writer_config
 
 
 def test_the_folder_is_free_while_released_and_the_client_comes_back(tmp_path):

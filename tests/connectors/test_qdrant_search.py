@@ -7,10 +7,10 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client.http import models
 
-from connectors.point_ids import point_id
-from connectors.qdrant_aliases import switch_alias
-from connectors.qdrant_search import search, snippet_of
-from connectors.qdrant_writer import PointWriter
+from qbatch.connectors.point_ids import point_id
+from qbatch.connectors.qdrant_aliases import switch_alias
+from qbatch.connectors.qdrant_search import search, snippet_of
+from qbatch.connectors.qdrant_writer import PointWriter
 
 DOCS = [  # (doc_id, chunk, lang, vector, text)
     ("a", 0, "en", [1.0, 0.0, 0.0], "alpha " * 100),

@@ -12,10 +12,10 @@ from qdrant_client import QdrantClient
 from qdrant_client.http import models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from common.errors import QBatchError, SinkUnreachableError
-from connectors.point_ids import point_id
-from connectors.qdrant_config import QdrantConfig
-from connectors.qdrant_writer import PointWriter, WriterStats, is_transient, last_wins
+from qbatch.common.errors import QBatchError, SinkUnreachableError
+from qbatch.connectors.point_ids import point_id
+from qbatch.connectors.qdrant_config import QdrantConfig
+from qbatch.connectors.qdrant_writer import PointWriter, WriterStats, is_transient, last_wins
 
 DIM = 4
 

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pytest
 
 from benchmarks.write_path_rows import embedded_rows
-from common.end_of_file import EOF_STAGE, STATS_STAGE, UnitEnd
-from connectors.point_ids import point_id
-from connectors.qdrant_config import QdrantConfig
-from connectors.qdrant_lease import writer_config
-from connectors.qdrant_writer_stage import ACK_SCHEMA, QdrantWriterStage
+from qbatch.common.end_of_file import EOF_STAGE, STATS_STAGE, UnitEnd
+from qbatch.connectors.point_ids import point_id
+from qbatch.connectors.qdrant_config import QdrantConfig
+from qbatch.connectors.qdrant_lease import writer_config
+from qbatch.connectors.qdrant_writer_stage import ACK_SCHEMA, QdrantWriterStage
 
 
 def _collection(path, name="docs", dim=8):

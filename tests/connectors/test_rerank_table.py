@@ -7,8 +7,8 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from common.errors import SourceError
-from connectors.rerank_table import RERANK_SCHEMA, RerankTableWriter, read_rerank_partition, read_success
+from qbatch.common.errors import SourceError
+from qbatch.connectors.rerank_table import RERANK_SCHEMA, RerankTableWriter, read_rerank_partition, read_success
 
 DAY = dt.date(2026, 11, 27)
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from common.errors import LockHeldError
-from connectors.object_store import read_bytes, write_bytes
-from connectors.run_lock import LockRecord, RunLock, _iso, process_started
+from qbatch.common.errors import LockHeldError
+from qbatch.connectors.object_store import read_bytes, write_bytes
+from qbatch.connectors.run_lock import LockRecord, RunLock, _iso, process_started
 
 
 def _write_lock(out: str, alias: str, pid: int, expires_in_s: float, host: str | None = None,

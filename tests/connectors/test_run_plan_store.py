@@ -8,11 +8,11 @@ import dataclasses
 import pyarrow as pa
 import pytest
 
-from common.errors import SourceError
-from connectors.bucket_spill import BucketSpill, bucket_of
-from connectors.corpus_listing import CorpusFile
-from connectors.dead_letter_writer import read_dead_letter
-from connectors.run_plan_store import RunPlanStore, listing_record, planned_files
+from qbatch.common.errors import SourceError
+from qbatch.connectors.bucket_spill import BucketSpill, bucket_of
+from qbatch.connectors.corpus_listing import CorpusFile
+from qbatch.connectors.dead_letter_writer import read_dead_letter
+from qbatch.connectors.run_plan_store import RunPlanStore, listing_record, planned_files
 
 SCHEMA = pa.schema([("doc_id", pa.string()), ("n_chunks", pa.int32())])
 

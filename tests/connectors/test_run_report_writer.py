@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.qdrant_config import QdrantConfig
-from connectors.run_report_writer import (REDACTED, redact, render_markdown, render_png, report_figure, stage_seconds,
+from qbatch.connectors.qdrant_config import QdrantConfig
+from qbatch.connectors.run_report_writer import (REDACTED, redact, render_markdown, render_png, report_figure, stage_seconds,
                                           write_run_report)
 
 FAKE_KEY = "fake-qdrant-key-0c8e51b7a2"  # not a real credential: only checked for absence below

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from common.errors import ConfigError
-from connectors.run_state import PHASES, RunStateStore, run_state_uri
+from qbatch.common.errors import ConfigError
+from qbatch.connectors.run_state import PHASES, RunStateStore, run_state_uri
 
 FP = "a" * 64
 

@@ -8,9 +8,9 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client.http import models
 
-from connectors.point_ids import point_id
-from connectors.qdrant_writer import PointWriter
-from connectors.undo_log import UndoLog
+from qbatch.connectors.point_ids import point_id
+from qbatch.connectors.qdrant_writer import PointWriter
+from qbatch.connectors.undo_log import UndoLog
 
 DIM = 8
 

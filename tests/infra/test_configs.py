@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.runtime.config_loading import load_config
-from jobs.index.config import IndexConfig
-from jobs.rerank.config import RerankConfig
+from qbatch.jobs.runtime.config_loading import load_config
+from qbatch.jobs.index.config import IndexConfig
+from qbatch.jobs.rerank.config import RerankConfig
 from tests.infra.manifest_files import CONFIGS
 
 CONFIG_FILES = sorted(CONFIGS.glob("*.toml"))

@@ -6,10 +6,10 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from jobs.runtime.config_loading import load_config
-from jobs.runtime.exit_codes import TRANSIENT
-from jobs.index.config import IndexConfig
-from jobs.rerank.config import RerankConfig
+from qbatch.jobs.runtime.config_loading import load_config
+from qbatch.jobs.runtime.exit_codes import TRANSIENT
+from qbatch.jobs.index.config import IndexConfig
+from qbatch.jobs.rerank.config import RerankConfig
 from tests.infra.manifest_files import CONFIGS, INFRA, documents, kuberay_documents, pod_templates, yaml_files
 
 K8S_VERSION = "1.31.0"  # oldest version with podFailurePolicy GA; strict = unknown fields are errors

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import cli
-from jobs.runtime.config_loading import load_config
-from jobs.index.config import IndexConfig
-from jobs.rerank.config import RerankConfig
+from qbatch.jobs import cli
+from qbatch.jobs.runtime.config_loading import load_config
+from qbatch.jobs.index.config import IndexConfig
+from qbatch.jobs.rerank.config import RerankConfig
 from tests.infra.manifest_files import qbatch_commands, repo_path
 
 CONFIG_MODELS = {"index": IndexConfig, "search": IndexConfig, "rerank": RerankConfig}

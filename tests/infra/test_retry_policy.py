@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from jobs.runtime.exit_codes import TRANSIENT, ExitCode
+from qbatch.jobs.runtime.exit_codes import TRANSIENT, ExitCode
 from tests.infra.manifest_files import RETRY_SCRIPT, load_dag
 
 PERMANENT = [c for c in ExitCode if c not in TRANSIENT and c != ExitCode.OK]

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from jobs import cli
-from jobs.runtime.exit_codes import TRANSIENT, ExitCode, exit_code_for, is_transient
-from common.errors import ConfigError, LockHeldError, ResourcesUnavailableError, SinkUnreachableError
+from qbatch.jobs import cli
+from qbatch.jobs.runtime.exit_codes import TRANSIENT, ExitCode, exit_code_for, is_transient
+from qbatch.common.errors import ConfigError, LockHeldError, ResourcesUnavailableError, SinkUnreachableError
 
 
 def _run_py(code: str) -> subprocess.CompletedProcess:

@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
-from pipeline.backend_tokenizer import BackendTokenizer, snapshot_of
-from pipeline.embedding_tokenizer import EmbeddingTokenizer
+from qbatch.pipeline.backend_tokenizer import BackendTokenizer, snapshot_of
+from qbatch.pipeline.embedding_tokenizer import EmbeddingTokenizer
 from tests.pipeline.text_samples import QUERIES, TEXTS
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pipeline.batch_counters import BatchCounters
+from qbatch.pipeline.batch_counters import BatchCounters
 
 
 def test_padding_efficiency_is_real_over_computed():

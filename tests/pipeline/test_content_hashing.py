@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from pipeline.content_hashing import canonical_json, content_hash, payload_hash
+from qbatch.pipeline.content_hashing import canonical_json, content_hash, payload_hash
 
 
 def test_content_hash_is_sha256_hex_and_stable():

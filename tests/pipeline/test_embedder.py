@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from common.errors import NonFiniteOutputError
-from pipeline import Embedder
-from pipeline.qwen3_templates import END_TOKEN_ID
+from qbatch.common.errors import NonFiniteOutputError
+from qbatch.pipeline import Embedder
+from qbatch.pipeline.qwen3_templates import END_TOKEN_ID
 from tests.pipeline import qwen3_reference as ref
 from tests.pipeline.text_samples import QUERIES, TEXTS
 

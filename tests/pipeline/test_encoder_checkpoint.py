@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline import Embedder
-from pipeline.encoder_checkpoint import checkpoint_digest, read_layout, resolve_checkpoint
+from qbatch.pipeline import Embedder
+from qbatch.pipeline.encoder_checkpoint import checkpoint_digest, read_layout, resolve_checkpoint
 from tests.pipeline.text_samples import QUERIES, TEXTS
 
 
@@ -62,7 +62,7 @@ def test_missing_paths_never_fall_back(tmp_path):
 
 
 def test_display_names_are_stable_and_recognisable(tmp_path):
-    from pipeline.encoder_checkpoint import display_name
+    from qbatch.pipeline.encoder_checkpoint import display_name
 
     snapshot = tmp_path / "hub" / "models--Qwen--Qwen3-Embedding-0.6B" / "snapshots" / "abc123"
     generic = tmp_path / "gt_pkg" / "model"

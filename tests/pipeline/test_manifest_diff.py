@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pipeline.manifest_diff import DiffSummary, diff_bucket, gate_projection
+from qbatch.pipeline.manifest_diff import DiffSummary, diff_bucket, gate_projection
 
 
 def _manifest(rows: dict[str, tuple[str, str, int]]) -> pa.Table:
@@ -101,7 +101,7 @@ def test_applying_the_diff_to_old_yields_new(old, new, old_missing):
 def test_points_to_delete_covers_deleted_docs_and_lost_chunks():
     import pyarrow as pa
 
-    from pipeline.manifest_diff import diff_bucket, points_to_delete
+    from qbatch.pipeline.manifest_diff import diff_bucket, points_to_delete
 
     def m(rows):
         return pa.table({"doc_id": [r[0] for r in rows], "content_hash": [r[1] for r in rows],

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.batch_planner import plan_padded_batches
-from pipeline.micro_batch_runner import run_micro_batches
+from qbatch.pipeline.batch_planner import plan_padded_batches
+from qbatch.pipeline.micro_batch_runner import run_micro_batches
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_order():

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.model_inputs import check_pairs, check_texts, pack_ids, pad_ids
+from qbatch.pipeline.model_inputs import check_pairs, check_texts, pack_ids, pad_ids
 
 
 def test_text_checks_name_the_index():

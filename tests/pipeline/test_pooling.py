@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.pooling import gather_positions, last_token_pool, mean_pool, pool, slice_and_normalize
+from qbatch.pipeline.pooling import gather_positions, last_token_pool, mean_pool, pool, slice_and_normalize
 
 
 def _hidden() -> torch.Tensor:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from common.end_of_file import EOF_STAGE
-from pipeline.batch_planner import plan_padded_batches
-from pipeline.prep_row_order import length_order
+from qbatch.common.end_of_file import EOF_STAGE
+from qbatch.pipeline.batch_planner import plan_padded_batches
+from qbatch.pipeline.prep_row_order import length_order
 
 # A block as the prep stage builds it: per record, a document (its chunks' token counts), a reject or a marker.
 _record = st.one_of(st.lists(st.integers(1, 300), min_size=1, max_size=4), st.just("reject"), st.just("marker"))

@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.corpus_file_reader import RAW_SCHEMA, iter_record_batches
-from connectors.corpus_listing import list_corpus_files
-from connectors.source_config import SourceConfig
-from pipeline.content_hashing import canonical_json, content_hash
-from pipeline.prep_stage import PREP_SCHEMA, PrepStage
+from qbatch.connectors.corpus_file_reader import RAW_SCHEMA, iter_record_batches
+from qbatch.connectors.corpus_listing import list_corpus_files
+from qbatch.connectors.source_config import SourceConfig
+from qbatch.pipeline.content_hashing import canonical_json, content_hash
+from qbatch.pipeline.prep_stage import PREP_SCHEMA, PrepStage
 
 MAX_LENGTH = 32
 FINGERPRINT = {"model": "all-MiniLM-L6-v2", "revision": "test"}
@@ -112,7 +112,7 @@ def test_overlap_that_leaves_no_room_is_refused():
 def test_runs_as_ray_map_batches(ray_session, tmp_path):
     import ray
 
-    from connectors.corpus_datasource import CorpusDatasource
+    from qbatch.connectors.corpus_datasource import CorpusDatasource
 
     (tmp_path / "a.jsonl").write_text("\n".join(json.dumps({"id": i, "text": f"doc {i}"}) for i in range(5)) + "\n{x\n")
     files = list_corpus_files(SourceConfig(uri=str(tmp_path)))
@@ -271,8 +271,8 @@ def test_fuzz_corpus_every_record_accounted_for(tmp_path, seed, chunking):
 
 
 def test_end_of_unit_marker_closes_the_unit_and_scan_mode_skips_tokens():
-    from common.end_of_file import UnitEnd
-    from connectors.corpus_file_reader import end_of_unit_row
+    from qbatch.common.end_of_file import UnitEnd
+    from qbatch.connectors.corpus_file_reader import end_of_unit_row
 
     raw = pa.concat_tables([_raw([{"id": "a", "text": "hello world"}, {"id": "b", "text": ""}]),
                             end_of_unit_row("f.jsonl", 2, UnitEnd(0, 2, units=1))])

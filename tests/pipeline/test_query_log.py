@@ -8,9 +8,9 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.corpus_file_reader import RAW_SCHEMA
-from pipeline.query_log import LogColumns, group_candidates, groups_to_table, parse_log_records
-from pipeline.query_redaction import QueryRedactor
+from qbatch.connectors.corpus_file_reader import RAW_SCHEMA
+from qbatch.pipeline.query_log import LogColumns, group_candidates, groups_to_table, parse_log_records
+from qbatch.pipeline.query_redaction import QueryRedactor
 
 PLAIN = QueryRedactor(None)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from pipeline.query_redaction import QueryRedactor
+from qbatch.pipeline.query_redaction import QueryRedactor
 
 
 def test_hmac_is_stable_keyed_and_standard():

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pipeline.qwen3_templates import (DEFAULT_TASK, format_query, format_rerank_head, format_rerank_middle)
+from qbatch.pipeline.qwen3_templates import (DEFAULT_TASK, format_query, format_rerank_head, format_rerank_middle)
 
 
 def test_query_has_one_newline_and_no_space_after_query():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.qwen3_templates import ADDED_TOKENS, END_TOKEN_ID, QWEN3_VOCAB_SIZE
+from qbatch.pipeline.qwen3_templates import ADDED_TOKENS, END_TOKEN_ID, QWEN3_VOCAB_SIZE
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_build_is_seeded(tmp_path, tiny_embedding_checkpoint):
     import torch
     from safetensors.torch import load_file
 
-    from pipeline.random_qwen3 import build_random_qwen3
+    from qbatch.pipeline.random_qwen3 import build_random_qwen3
 
     # Same arguments as the session fixture (seed 0): the same weights, bit for bit.
     again = build_random_qwen3(tmp_path / "again", kind="embedding", initializer_range=0.3, seed=0)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pipeline.ranking_metrics import (RunMetrics, bucket_of, dcg_at_k, labels_in_order, mrr_at_k, ndcg_at_k,
+from qbatch.pipeline.ranking_metrics import (RunMetrics, bucket_of, dcg_at_k, labels_in_order, mrr_at_k, ndcg_at_k,
                                       recall_at_k)
 
 L2 = math.log2

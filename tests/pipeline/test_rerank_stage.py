@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.rerank_stage import instruction_sha, new_ranks
+from qbatch.pipeline.rerank_stage import instruction_sha, new_ranks
 
 
 def test_ties_break_by_orig_rank_nulls_last_then_doc_id():

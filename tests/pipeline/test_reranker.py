@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.errors import NonFiniteOutputError
-from pipeline import Reranker
+from qbatch.common.errors import NonFiniteOutputError
+from qbatch.pipeline import Reranker
 from tests.pipeline import qwen3_reference as ref
 from tests.pipeline.text_samples import QUERIES, TEXTS
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import Reranker
-from pipeline.reranker_prefix_sharing import plan_shared
+from qbatch.pipeline import Reranker
+from qbatch.pipeline.reranker_prefix_sharing import plan_shared
 from tests.pipeline import qwen3_reference as ref
 from tests.pipeline.text_samples import TEXTS
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.token_chunking import chunk_spans, spans_from_offsets, token_offsets, window_starts
+from qbatch.pipeline.token_chunking import chunk_spans, spans_from_offsets, token_offsets, window_starts
 
 
 @functools.lru_cache(maxsize=1)

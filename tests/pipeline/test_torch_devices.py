@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.torch_devices import (attention_implementation, cpu_multiplies_bf16_natively, default_max_batch_tokens,
+from qbatch.pipeline.torch_devices import (attention_implementation, cpu_multiplies_bf16_natively, default_max_batch_tokens,
                                     is_out_of_memory, pass_cost_tokens, precision_name, resolve_device, resolve_dtype)
 
 # What torch.cpu.get_capabilities() reports (a subset; the real mapping has ~40 keys).

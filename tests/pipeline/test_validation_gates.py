@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import ConfigError
-from pipeline.validation_gates import count_parity, golden_gate, golden_recall, load_golden_queries, minimum_size
+from qbatch.common.errors import ConfigError
+from qbatch.pipeline.validation_gates import count_parity, golden_gate, golden_recall, load_golden_queries, minimum_size
 
 
 def test_count_parity_passes_only_on_exact_match():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from jobs.demo import offline_models, run_demo
+from qbatch.jobs.demo import offline_models, run_demo
 
 
 def test_demo_runs_offline_end_to_end(ray_session, tmp_path, capsys, monkeypatch, recwarn):

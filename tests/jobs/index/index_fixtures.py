@@ -80,20 +80,20 @@ progress = false
 
 
 def run_cli(args: list[str]) -> int:
-    from jobs import cli
+    from qbatch.jobs import cli
 
     return cli.main([str(a) for a in args])
 
 
 def run_cli_subprocess(args: list[str], env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "jobs.cli", *map(str, args)], cwd=REPO, env=full_env,
+    return subprocess.run([sys.executable, "-m", "qbatch.jobs.cli", *map(str, args)], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
 
 def start_index_run(cfg, run_id: str, env: dict, *extra: str) -> subprocess.Popen:
     """`qbatch index` in the background, in its own process group (so a test can SIGKILL it with its Ray)."""
-    return subprocess.Popen([sys.executable, "-m", "jobs.cli", "index", "--config", str(cfg), "--set",
+    return subprocess.Popen([sys.executable, "-m", "qbatch.jobs.cli", "index", "--config", str(cfg), "--set",
                              f"run.run_id={run_id}", *extra], cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO), **env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -102,8 +102,8 @@ def start_index_run(cfg, run_id: str, env: dict, *extra: str) -> subprocess.Pope
 @contextlib.contextmanager
 def qdrant_at(path: Path):
     """A local-mode client on `path`, waiting (like the job does) while a crashed run's writer actor lets go."""
-    from connectors.qdrant_config import QdrantConfig
-    from connectors.qdrant_connection import connect
+    from qbatch.connectors.qdrant_config import QdrantConfig
+    from qbatch.connectors.qdrant_connection import connect
 
     client = connect(QdrantConfig(path=str(path)))
     try:

@@ -8,10 +8,10 @@ import random
 import pyarrow as pa
 import pytest
 
-from common.end_of_file import EOF_STAGE, STATS_STAGE, UnitEnd
-from connectors.file_progress import FileProgressStore
-from connectors.qdrant_writer_stage import ACK_SCHEMA
-from jobs.index.ack_book import THROUGHPUT_SAMPLES, AckBook
+from qbatch.common.end_of_file import EOF_STAGE, STATS_STAGE, UnitEnd
+from qbatch.connectors.file_progress import FileProgressStore
+from qbatch.connectors.qdrant_writer_stage import ACK_SCHEMA
+from qbatch.jobs.index.ack_book import THROUGHPUT_SAMPLES, AckBook
 
 
 def _doc(file, line, reason=None, chunk_lo=0, chunks_here=2):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.point_ids import point_id
+from qbatch.connectors.point_ids import point_id
 from tests.jobs.index.index_fixtures import (REPO, all_points, catalog_rows, index_config, qdrant_at, read_report,
                                              run_cli, run_cli_subprocess, run_dir, start_index_run, wait_for,
                                              write_corpus)
@@ -55,7 +55,7 @@ def test_files_that_finish_out_of_order_are_each_checkpointed_once(tmp_path, tin
 def test_the_driver_gets_small_acks_from_a_writer_in_another_process(ray_session, tmp_path, monkeypatch,
                                                                       tiny_embedding_checkpoint):
     """Long texts, yet the driver sees no vector, text or payload column and under 256 bytes per document."""
-    from jobs.index import ack_book
+    from qbatch.jobs.index import ack_book
 
     rows = [dict(r, description=r["description"] * 40) for r in catalog_rows(60)]
     write_corpus(tmp_path / "src", rows, n_files=2)
@@ -157,7 +157,7 @@ def test_sigkill_mid_file_redoes_at_most_the_units_in_flight(tmp_path, tiny_embe
     # A file that lands after the first attempt planned is left for the next run: the rerun runs the plan.
     write_corpus(tmp_path / "late", [dict(r, id=f"late{i}") for i, r in enumerate(catalog_rows(7))], n_files=1)
     (tmp_path / "late" / "part-000.parquet").rename(tmp_path / "src" / "late.parquet")
-    rerun = subprocess.run([sys.executable, "-m", "jobs.cli", "index", "--config", str(cfg)], cwd=REPO,
+    rerun = subprocess.run([sys.executable, "-m", "qbatch.jobs.cli", "index", "--config", str(cfg)], cwd=REPO,
                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     report = _exact(tmp_path, rows)
@@ -175,12 +175,12 @@ def test_the_same_duplicate_wins_whatever_the_pool_sizes(ray_session, tmp_path, 
     eight scan tasks at once and one or two embed actors in the load pass."""
     import dataclasses
 
-    from jobs.index.config import IndexConfig
-    from jobs.index.corpus_scan import first_occurrences, scan_corpus
-    from jobs.index.job import collection_spec
-    from jobs.runtime.actor_pool import plan_pools
-    from jobs.runtime.config_loading import load_config
-    from pipeline.embedding_tokenizer import EmbeddingTokenizer
+    from qbatch.jobs.index.config import IndexConfig
+    from qbatch.jobs.index.corpus_scan import first_occurrences, scan_corpus
+    from qbatch.jobs.index.job import collection_spec
+    from qbatch.jobs.runtime.actor_pool import plan_pools
+    from qbatch.jobs.runtime.config_loading import load_config
+    from qbatch.pipeline.embedding_tokenizer import EmbeddingTokenizer
 
     rows = catalog_rows(60)
     repeats = [dict(r, title=f"second copy of {r['id']}") for r in rows[:10]] + [dict(rows[20], title="again")]
@@ -190,7 +190,7 @@ def test_the_same_duplicate_wins_whatever_the_pool_sizes(ray_session, tmp_path, 
     cfg_path = index_config(tmp_path, str(tmp_path / "src"), tiny_embedding_checkpoint)
     cfg = load_config(IndexConfig, cfg_path)
 
-    from connectors.corpus_listing import list_corpus_files
+    from qbatch.connectors.corpus_listing import list_corpus_files
 
     files = list_corpus_files(cfg.source)
     spec = collection_spec(cfg, EmbeddingTokenizer.from_pretrained(cfg.embed.model, max_length=cfg.embed.max_length))

@@ -13,10 +13,10 @@ import random
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.corpus_listing import list_corpus_files
-from connectors.source_config import SourceConfig
-from jobs.index.dry_run import count_rows, spread
-from jobs.runtime.exit_codes import ExitCode
+from qbatch.connectors.corpus_listing import list_corpus_files
+from qbatch.connectors.source_config import SourceConfig
+from qbatch.jobs.index.dry_run import count_rows, spread
+from qbatch.jobs.runtime.exit_codes import ExitCode
 from tests.jobs.index.index_fixtures import catalog_rows, index_config, qdrant_at, run_cli
 
 TOLERANCE = 0.10

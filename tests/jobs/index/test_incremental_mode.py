@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from jobs.runtime.exit_codes import ExitCode
+from qbatch.jobs.runtime.exit_codes import ExitCode
 from tests.jobs.index.index_fixtures import (REPO, all_points, catalog_rows, index_config, kill_after_writes,
                                              qdrant_at, read_report, run_cli, run_dir, start_index_run, write_corpus)
 
@@ -56,7 +56,7 @@ class RecordingClient:
 
 def test_golden_gates_refuse_before_writing_and_restore_after_writing(ray_session, tmp_path, minilm_checkpoint,
                                                                      monkeypatch):
-    import connectors.qdrant_connection as qc
+    import qbatch.connectors.qdrant_connection as qc
 
     rows = [json.loads(line) for line in (SAMPLE / "sample_catalog.jsonl").read_text().splitlines()]
     golden = [json.loads(line) for line in (SAMPLE / "golden_queries.jsonl").read_text().splitlines()]
@@ -145,7 +145,7 @@ def test_a_crash_mid_write_is_undone_by_rollback_or_by_a_resume_whose_gate_fails
     assert _carrying(tmp_path, "crashed") > 0  # the kill landed after the live collection changed
     assert run_cli(["index", "rollback", "--config", build]) == ExitCode.OK
     _assert_same_points(before, _points(tmp_path))
-    resumed = subprocess.run([sys.executable, "-m", "jobs.cli", "index", "--config", str(build), "--set",
+    resumed = subprocess.run([sys.executable, "-m", "qbatch.jobs.cli", "index", "--config", str(build), "--set",
                               "run.run_id=crashed", *small_batches], cwd=REPO, capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
     assert resumed.returncode == ExitCode.CONFIG_ERROR and "rolled back" in resumed.stderr
@@ -161,7 +161,7 @@ def test_a_crash_mid_write_is_undone_by_rollback_or_by_a_resume_whose_gate_fails
     proc = start_index_run(build, "resumed", slow, *gated)  # recall@10 of 20 expected documents is at most 0.5
     kill_after_writes(proc, run_dir(tmp_path, "resumed") / "files")
     assert _carrying(tmp_path, "resumed") > 0
-    again = subprocess.run([sys.executable, "-m", "jobs.cli", "index", "--config", str(build), "--set",
+    again = subprocess.run([sys.executable, "-m", "qbatch.jobs.cli", "index", "--config", str(build), "--set",
                             "run.run_id=resumed", *gated], cwd=REPO, capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
     assert again.returncode == ExitCode.GATE_FAILED, again.stderr[-3000:]
@@ -185,7 +185,7 @@ def test_the_lock_heartbeat_outlives_a_slow_scan(tmp_path, tiny_embedding_checkp
             time.sleep(0.2)
         time.sleep(6)  # twice the TTL: without the heartbeat the lock would have expired by now
         assert first.poll() is None, "the scan finished too soon to test the heartbeat"
-        second = subprocess.run([sys.executable, "-m", "jobs.cli", "index", "--config", str(cfg), "--set",
+        second = subprocess.run([sys.executable, "-m", "qbatch.jobs.cli", "index", "--config", str(cfg), "--set",
                                  "run.run_id=competitor", "--set", f"qdrant.path='{tmp_path / 'other-qdrant'}'",
                                  "--set", "run.lock_ttl_s=3"], cwd=REPO, capture_output=True, text=True,
                                 env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
@@ -213,7 +213,7 @@ def test_in_place_runs_apply_changeable_settings_and_refuse_fixed_ones(ray_sessi
 
 def test_an_upgraded_deployment_reads_its_manifest_from_the_legacy_output_uri(ray_session, tmp_path,
                                                                                 tiny_embedding_checkpoint):
-    from connectors.manifest_store import ManifestReader, read_current
+    from qbatch.connectors.manifest_store import ManifestReader, read_current
 
     rows = catalog_rows(16)
     write_corpus(tmp_path / "src", rows, n_files=1)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import os
 
-from connectors.point_ids import point_id
-from jobs.runtime.exit_codes import ExitCode
+from qbatch.connectors.point_ids import point_id
+from qbatch.jobs.runtime.exit_codes import ExitCode
 from tests.jobs.index.index_fixtures import (all_points, catalog_rows, index_config, kill_after_writes, qdrant_at,
                                              read_report, run_cli, run_cli_subprocess, run_dir, start_index_run,
                                              write_corpus)
@@ -59,7 +59,7 @@ def test_a_resumed_run_does_what_its_plan_says_though_the_source_changed(tmp_pat
 
 def test_a_refused_run_dead_letters_its_duplicates_and_a_retry_plans_afresh(ray_session, tmp_path,
                                                                            tiny_embedding_checkpoint):
-    from connectors.dead_letter_writer import read_dead_letter
+    from qbatch.connectors.dead_letter_writer import read_dead_letter
 
     rows = catalog_rows(40)
     write_corpus(tmp_path / "src", rows, n_files=2)

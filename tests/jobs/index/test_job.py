@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.dead_letter_writer import read_dead_letter
-from connectors.point_ids import QBATCH_NAMESPACE, point_id
-from jobs.runtime.exit_codes import ExitCode
+from qbatch.connectors.dead_letter_writer import read_dead_letter
+from qbatch.connectors.point_ids import QBATCH_NAMESPACE, point_id
+from qbatch.jobs.runtime.exit_codes import ExitCode
 from tests.jobs.index.index_fixtures import (all_points, catalog_rows, index_config, qdrant_at, read_report, run_cli,
                                              run_cli_subprocess)
 
@@ -112,7 +112,7 @@ def test_fuzzed_corpus_lands_exactly_the_good_rows(ray_session, tmp_path, tiny_e
 def test_reject_ratio_above_limit_exits_non_zero_and_never_switches_the_alias(ray_session, tmp_path,
                                                                             tiny_embedding_checkpoint):
     """Good rows land in the new collection (kept for inspection), but a broken export never goes live."""
-    from connectors.qdrant_aliases import alias_target
+    from qbatch.connectors.qdrant_aliases import alias_target
 
     src = tmp_path / "src"
     src.mkdir()
@@ -171,7 +171,7 @@ def test_guard_refuses_other_dim_or_model_before_embedding(ray_session, tmp_path
 def test_real_quality_recall_through_qdrant_equals_brute_force(ray_session, tmp_path, minilm_checkpoint,
                                                                stdlib_pairs, k):
     """MiniLM on ~900 standard-library docstrings: summary = query, body = the one relevant document."""
-    from pipeline.embedder import Embedder
+    from qbatch.pipeline.embedder import Embedder
 
     src = tmp_path / "src"
     src.mkdir()

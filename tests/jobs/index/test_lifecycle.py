@@ -12,15 +12,15 @@ import sys
 import numpy as np
 import pytest
 
-from connectors.point_ids import point_id
-from jobs.runtime.exit_codes import ExitCode
+from qbatch.connectors.point_ids import point_id
+from qbatch.jobs.runtime.exit_codes import ExitCode
 from tests.fixtures.moto_s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 from tests.jobs.index.index_fixtures import (REPO, all_points, catalog_rows, index_config, qdrant_at, read_report,
                                              run_cli, start_index_run, wait_for, write_corpus)
 
 
 def _aliases(tmp_path) -> tuple[str | None, list[str]]:
-    from connectors.qdrant_aliases import alias_target
+    from qbatch.connectors.qdrant_aliases import alias_target
 
     with qdrant_at(tmp_path / "qdrant") as client:
         return alias_target(client, "catalog"), sorted(c.name for c in client.get_collections().collections)
@@ -28,7 +28,7 @@ def _aliases(tmp_path) -> tuple[str | None, list[str]]:
 
 def test_blue_green_keep_and_rollback_with_manifests_on_s3(ray_session, tmp_path, tiny_embedding_checkpoint,
                                                           s3_bucket, moto_s3_endpoint, capsys):
-    from connectors.manifest_store import read_current
+    from qbatch.connectors.manifest_store import read_current
 
     src = tmp_path / "src"
     write_corpus(src, catalog_rows(30), n_files=2)
@@ -45,7 +45,7 @@ def test_blue_green_keep_and_rollback_with_manifests_on_s3(ray_session, tmp_path
     assert run("run3") == ExitCode.OK  # keep=2: run1 goes only now, after run3 succeeded
     assert _aliases(tmp_path) == ("catalog__run3", ["catalog__run2", "catalog__run3"])
 
-    from connectors.source_config import ObjectStoreOptions
+    from qbatch.connectors.source_config import ObjectStoreOptions
 
     s3 = ObjectStoreOptions(endpoint_url=moto_s3_endpoint, access_key_id=FAKE_ACCESS_KEY,
                             secret_access_key=FAKE_SECRET_KEY)
@@ -195,7 +195,7 @@ def test_second_concurrent_run_gets_the_locked_code(tmp_path, tiny_embedding_che
     first = start_index_run(cfg, "r1", {"QBATCH_TEST_EMBED_DELAY_S": "1.0"})
     try:
         wait_for(lambda: (tmp_path / "out" / "catalog" / "LOCK").exists(), 240, first)
-        second = subprocess.run([sys.executable, "-m", "jobs.cli", "index", "--config", str(cfg), "--set",
+        second = subprocess.run([sys.executable, "-m", "qbatch.jobs.cli", "index", "--config", str(cfg), "--set",
                                  "run.run_id=r2", "--set", f"qdrant.path='{tmp_path / 'other-qdrant'}'"],
                                 cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
                                 text=True, timeout=240)
@@ -221,7 +221,7 @@ def test_crash_with_sigkill_then_resume_gives_exact_counts(tmp_path, tiny_embedd
         proc.wait()
     done_before = len(list(files_dir.glob("*.done.json")))
     assert 3 <= done_before < 12
-    resumed = subprocess.run([sys.executable, "-m", "jobs.cli", "index", "--config", str(cfg)], cwd=REPO,
+    resumed = subprocess.run([sys.executable, "-m", "qbatch.jobs.cli", "index", "--config", str(cfg)], cwd=REPO,
                              env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -245,7 +245,7 @@ def test_an_embed_actor_dying_mid_run_is_retried_with_exact_counts(tmp_path, tin
     cfg.write_text(cfg.read_text().replace("batch_size = 64", "batch_size = 16"))
     trigger = tmp_path / "fail-once"
     trigger.write_text("")
-    out = subprocess.run([sys.executable, "-m", "jobs.cli", "index", "--config", str(cfg)], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "qbatch.jobs.cli", "index", "--config", str(cfg)], cwd=REPO,
                          env={**os.environ, "PYTHONPATH": str(REPO), "QBATCH_TEST_FAIL_ONCE_FILE": str(trigger)},
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -280,7 +280,7 @@ def test_full_mode_bulk_loads_with_indexing_off_then_on_then_waits_for_green(ray
                                                                            tiny_embedding_checkpoint):
     """Call-sequence test: create with m=0, upserts (by the writer actor, while the driver's client is
     released), update to m=16, wait for green, then the alias switch."""
-    import connectors.qdrant_connection as qc
+    import qbatch.connectors.qdrant_connection as qc
 
     real_connect, recorders = qc.connect, []
 

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from connectors.corpus_listing import CorpusFile
-from jobs.index.config import IndexConfig
-from jobs.index.run_identity import derived_run_id, resolve_run_id
-from jobs.runtime.exit_codes import ExitCode
+from qbatch.connectors.corpus_listing import CorpusFile
+from qbatch.jobs.index.config import IndexConfig
+from qbatch.jobs.index.run_identity import derived_run_id, resolve_run_id
+from qbatch.jobs.runtime.exit_codes import ExitCode
 from tests.jobs.index.index_fixtures import all_points, catalog_rows, index_config, qdrant_at, run_cli, write_corpus
 
 DAY = dt.date(2026, 12, 1)

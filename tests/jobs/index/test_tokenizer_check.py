@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConfigError
-from jobs.index.tokenizer_check import TokenizerCheck
-from jobs.runtime.exit_codes import ExitCode
-from pipeline.embedding_tokenizer import EmbeddingTokenizer
+from qbatch.common.errors import ConfigError
+from qbatch.jobs.index.tokenizer_check import TokenizerCheck
+from qbatch.jobs.runtime.exit_codes import ExitCode
+from qbatch.pipeline.embedding_tokenizer import EmbeddingTokenizer
 from tests.jobs.index.index_fixtures import index_config, qdrant_at, run_cli, write_corpus
 from tests.pipeline.text_samples import TEXTS
 
@@ -58,7 +58,7 @@ def test_prep_actors_build_the_shared_tokenizer_without_transformers_or_torch(tm
     expected = EmbeddingTokenizer.from_pretrained(checkpoint, max_length=48).tokenize(TEXTS)
     code = (
         "import json, sys\n"
-        "from jobs.index.dataset_plan import DocumentTokenizerFactory\n"
+        "from qbatch.jobs.index.dataset_plan import DocumentTokenizerFactory\n"
         f"factory = DocumentTokenizerFactory({str(checkpoint)!r}, 48, None, open({str(snapshot)!r}).read())\n"
         f"ids = factory().tokenize({TEXTS!r})\n"
         "print(json.dumps({'ids': ids, 'heavy': sorted(m for m in ('torch', 'transformers') if m in sys.modules)}))\n"

@@ -13,10 +13,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.object_store import filesystem_for
-from connectors.rerank_table import read_rerank_partition
-from jobs import cli
-from jobs.runtime.exit_codes import ExitCode
+from qbatch.connectors.object_store import filesystem_for
+from qbatch.connectors.rerank_table import read_rerank_partition
+from qbatch.jobs import cli
+from qbatch.jobs.runtime.exit_codes import ExitCode
 
 DAY = dt.date(2026, 11, 27)
 MAX_LENGTH = 160
@@ -116,7 +116,7 @@ def test_corpus_run_scores_every_good_candidate_once(corpus_run):
 
 
 def test_scores_equal_unshared_reranker_scores(corpus_run):
-    from pipeline.reranker import Reranker
+    from qbatch.pipeline.reranker import Reranker
 
     table = corpus_run["first"].to_pandas()
     sample = table[table["query_id"].isin(sorted(set(table["query_id"]))[:12])]
@@ -196,8 +196,8 @@ def test_missing_reranker_path_is_a_config_error_before_work(corpus_run, tmp_pat
 
 
 def test_pool_is_sized_from_the_cluster_leaving_cpu_for_the_driver():
-    from jobs.rerank.config import RerankConfig
-    from jobs.runtime.actor_pool import plan_pools
+    from qbatch.jobs.rerank.config import RerankConfig
+    from qbatch.jobs.runtime.actor_pool import plan_pools
 
     base = {"queries": {"uri": "/tmp/log"}, "reranker": {"model": "m", "concurrency": [1, 8], "num_cpus": 4}}
     small = plan_pools("reranker", RerankConfig.model_validate(base).reranker, {"CPU": 2.0})

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.rerank_table import read_rerank_partition
-from jobs import cli
-from jobs.runtime.exit_codes import ExitCode
-from pipeline.query_redaction import QueryRedactor
+from qbatch.connectors.rerank_table import read_rerank_partition
+from qbatch.jobs import cli
+from qbatch.jobs.runtime.exit_codes import ExitCode
+from qbatch.pipeline.query_redaction import QueryRedactor
 from tests.jobs.rerank.test_job import DAY, jsonl, make_corpus, read_dead_letters, write_config
 
 K = 3

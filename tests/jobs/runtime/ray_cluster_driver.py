@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline.embed_stage import EmbedStage
+from qbatch.pipeline.embed_stage import EmbedStage
 
 REPO = Path(__file__).resolve().parents[3]
 RECORD_ENV = "QBATCH_TEST_RECORD_DIR"
@@ -91,11 +91,11 @@ def main(argv: list[str]) -> int:
     import ray
     from ray.cluster_utils import Cluster
 
-    import pipeline.embed_stage
-    from jobs import cli
+    import qbatch.pipeline.embed_stage
+    from qbatch.jobs import cli
 
     if os.environ.get(RECORD_ENV):
-        pipeline.embed_stage.EmbedStage = RecordingEmbedStage  # the dataset plan imports it by name
+        qbatch.pipeline.embed_stage.EmbedStage = RecordingEmbedStage  # the dataset plan imports it by name
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": opts.head_cpus, "num_gpus": 0, **_NODE_ARGS})
     result: dict = {"gpu_nodes": []}
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from jobs.index.config import EmbedConfig, IndexConfig
-from jobs.runtime.actor_pool import plan_pools
+from qbatch.jobs.index.config import EmbedConfig, IndexConfig
+from qbatch.jobs.runtime.actor_pool import plan_pools
 from tests.jobs.index.index_fixtures import all_points, catalog_rows, index_config, qdrant_at, read_report, write_corpus
 from tests.jobs.runtime.ray_cluster_driver import actor_notes, run_on_cluster
 

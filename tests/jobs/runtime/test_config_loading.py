@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import ConfigError
-from jobs.runtime.config_loading import apply_overrides, load_config, parse_override_value
-from jobs.index.config import IndexConfig
-from jobs.runtime.run_fields import normalise_run_id
+from qbatch.common.errors import ConfigError
+from qbatch.jobs.runtime.config_loading import apply_overrides, load_config, parse_override_value
+from qbatch.jobs.index.config import IndexConfig
+from qbatch.jobs.runtime.run_fields import normalise_run_id
 
 
 def test_override_values_are_toml_literals():

@@ -10,8 +10,8 @@ import os
 import shutil
 import socket
 
-from connectors.run_lock import LockRecord
-from jobs.runtime.exit_codes import TRANSIENT, ExitCode, is_transient
+from qbatch.connectors.run_lock import LockRecord
+from qbatch.jobs.runtime.exit_codes import TRANSIENT, ExitCode, is_transient
 from tests.jobs.index.index_fixtures import catalog_rows, index_config, run_cli, write_corpus
 
 RETRIED_BY_SCHEDULERS = {1, 4, 8}  # infra/README.md: the wrapper, the DAG and the CronJob retry only these
@@ -64,7 +64,7 @@ def test_an_unsupported_model_is_a_config_error_not_retried(tmp_path, tiny_embed
 def test_an_unexpected_crash_is_an_internal_error(tmp_path, tiny_embedding_checkpoint, capsys, monkeypatch):
     """FAULT INJECTION: a bug nobody anticipated (here, the source listing raising a plain
     RuntimeError) must exit 1, the code schedulers retry, with the error on stderr."""
-    import connectors.corpus_listing as listing
+    import qbatch.connectors.corpus_listing as listing
 
     def broken_listing(source):
         raise RuntimeError("simulated bug in listing")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from jobs.runtime.exit_codes import ExitCode
+from qbatch.jobs.runtime.exit_codes import ExitCode
 from tests.jobs.index.index_fixtures import catalog_rows, index_config, qdrant_at, run_cli, run_cli_subprocess, write_corpus
 
 FAKE_KEY = "qk-fake-1234567890"

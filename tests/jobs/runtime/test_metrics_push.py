@@ -9,8 +9,8 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from jobs.runtime.exit_codes import ExitCode
-from jobs.runtime.metrics_push import push_run_metrics
+from qbatch.jobs.runtime.exit_codes import ExitCode
+from qbatch.jobs.runtime.metrics_push import push_run_metrics
 from tests.jobs.index.index_fixtures import catalog_rows, index_config, run_cli, write_corpus
 
 MAX_REQUESTS = 20

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.errors import ResourcesUnavailableError
-from jobs.runtime.query_embedder import RemoteQueryEmbedder
+from qbatch.common.errors import ResourcesUnavailableError
+from qbatch.jobs.runtime.query_embedder import RemoteQueryEmbedder
 
 QUERIES = ["wie lange hält der akku", "return policy for opened items", "🙂 emoji query", "x" * 300]
 
 
 def test_remote_queries_equal_local_ones_and_close_gives_the_cpu_back(ray_session, tiny_embedding_checkpoint):
-    from pipeline.embedder import Embedder
+    from qbatch.pipeline.embedder import Embedder
 
     kwargs = {"name_or_path": str(tiny_embedding_checkpoint), "dim": 64, "max_length": 96, "device": "cpu"}
     local = Embedder.from_pretrained(**kwargs)

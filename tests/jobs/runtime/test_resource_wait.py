@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import ResourcesUnavailableError
-from jobs.runtime.exit_codes import ExitCode, exit_code_for, is_transient
-from jobs.runtime.resource_wait import wait_for_resources
+from qbatch.common.errors import ResourcesUnavailableError
+from qbatch.jobs.runtime.exit_codes import ExitCode, exit_code_for, is_transient
+from qbatch.jobs.runtime.resource_wait import wait_for_resources
 from tests.jobs.index.index_fixtures import catalog_rows, index_config, qdrant_at, write_corpus
 from tests.jobs.runtime.ray_cluster_driver import run_on_cluster
 

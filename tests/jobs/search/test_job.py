@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from jobs.runtime.exit_codes import ExitCode
+from qbatch.jobs.runtime.exit_codes import ExitCode
 from tests.jobs.index.index_fixtures import catalog_rows, index_config, run_cli, run_cli_subprocess
 
 
