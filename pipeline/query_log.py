@@ -1,14 +1,11 @@
-"""Query-log rows -> per-query candidate groups. Pure functions over Arrow tables; no I/O.
+"""Query-log records -> flat candidate rows. Pure functions over Arrow tables; no I/O.
 
-Step 1, `parse_log_records`: raw records (connectors/corpus_file_reader.py's schema) of a *long* log
-(one row per (query, candidate)) or a *nested* log (one row per query with a candidates list) become
-flat CANDIDATE_SCHEMA rows. A row with no doc id (long) or an empty/missing list (nested) is a query
-logged without candidates: one row with a null doc_id. Bad rows become reject dicts, never errors.
-
-Step 2, `group_candidates`: the rows of some complete queries (the driver hash-partitions by
-query_id, so one bucket holds every row of its queries) become QueryGroups in read order, keeping the
-first of duplicate (query_id, doc_id) pairs and at most `max_per_query` candidates. A query's text is
-the one on its first row; rows that repeat its query_id with another text still join that query.
+`parse_log_records`: raw records (connectors/corpus_file_reader.py's schema) of a *long* log (one row
+per (query, candidate)) or a *nested* log (one row per query with a candidates list) become candidate
+rows with their order key (file, line, item index in the nested list). A row with no doc id (long) or
+an empty/missing list (nested) is a query logged without candidates: one row with a null doc_id. Bad
+rows become reject dicts, never errors. `parse_stage` runs it on a Ray Data block and hands on
+PREP_SCHEMA rows (pipeline/rerank_rows.py): candidates, rejects and one stats row.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -31,9 +28,9 @@ CANDIDATE_SCHEMA = pa.schema([
     pa.field("orig_rank", pa.int64()),
     pa.field("orig_score", pa.float64()),
     pa.field("label", pa.float64()),
-    pa.field("seq", pa.int64(), nullable=False),  # read order, so "keep the first" is deterministic
     pa.field("file", pa.string()),
     pa.field("line", pa.int64()),
+    pa.field("item", pa.int32()),  # index in a nested candidates list (0 in a long log): the order key's last part
 ])
 
 
@@ -48,25 +45,6 @@ class LogColumns:
     score: str = "score"
     label: str = "label"
     candidates: str = "candidates"
-
-
-@dataclass
-class Candidate:
-    doc_id: str
-    orig_rank: int | None
-    orig_score: float | None
-    label: float | None
-    file: str | None = None
-    line: int | None = None
-    source: str = "log"
-    text: str | None = None
-
-
-@dataclass
-class QueryGroup:
-    query_id: str
-    query: str
-    candidates: list[Candidate] = field(default_factory=list)
 
 
 class _LogReject(Exception):
@@ -84,10 +62,10 @@ def _id(value: Any, what: str) -> str:
 
 
 def reject(reason: str, stage: str, detail: str, *, doc_id: str | None = None, file: str | None = None,
-           line: int | None = None, original_row: str | None = None) -> dict[str, Any]:
-    """A dead-letter row (connectors/dead_letter_writer.py's columns)."""
+           line: int | None = None, original_row: str | None = None, item: int | None = None) -> dict[str, Any]:
+    """A dead-letter row (connectors/dead_letter_writer.py's columns, plus the item for the order key)."""
     return {"doc_id": doc_id, "reason": reason, "stage": stage, "file": file, "line": line,
-            "original_row": original_row, "detail": detail}
+            "original_row": original_row, "detail": detail, "item": item}
 
 
 def _number(value: Any, name: str, integer: bool) -> int | float | None:
@@ -123,7 +101,7 @@ def _query_fields(obj: Mapping[str, Any], cols: LogColumns) -> tuple[str, str]:
     return query_id, query
 
 
-def parse_log_records(raw: pa.Table, cols: LogColumns, shape: str, first_seq: int,
+def parse_log_records(raw: pa.Table, cols: LogColumns, shape: str,
                       redactor: QueryRedactor) -> tuple[pa.Table, list[dict[str, Any]], int]:
     """(candidate rows, reject rows, log rows read). End-of-file markers must be filtered out first."""
     out: list[dict[str, Any]] = []
@@ -153,7 +131,7 @@ def parse_log_records(raw: pa.Table, cols: LogColumns, shape: str, first_seq: in
                                doc_id=None if d is None else str(d), original_row=row, **where) for d in doc_ids]
             continue
         base = {"query_id": query_id, "query": query, "file": file, "line": line}
-        for item in (items or [None]) if shape == "nested" else [obj]:
+        for index, item in enumerate((items or [None]) if shape == "nested" else [obj]):
             try:
                 if item is None:
                     fields = (None, None, None, None)
@@ -164,63 +142,30 @@ def parse_log_records(raw: pa.Table, cols: LogColumns, shape: str, first_seq: in
             except _LogReject as r:
                 row = redactor.row_json(obj if shape == "long" else
                                         {cols.query_id: query_id, cols.query: query, "candidate": item}, cols.query)
-                rejects.append(reject(r.reason, "parse", r.detail,
-                                      original_row=row, **where))
+                rejects.append(reject(r.reason, "parse", r.detail, original_row=row, item=index, **where))
                 continue
             doc_id, rank, score, label = fields
             out.append({**base, "doc_id": doc_id, "orig_rank": rank, "orig_score": score, "label": label,
-                        "seq": first_seq + len(out)})
+                        "item": index})
     return pa.Table.from_pylist(out, schema=CANDIDATE_SCHEMA), rejects, read
 
 
-def group_candidates(rows: pa.Table, max_per_query: int,
-                     redactor: QueryRedactor) -> tuple[list[QueryGroup], list[dict[str, Any]]]:
-    """Complete queries' rows -> groups in first-seen order, plus duplicate / overflow rejects."""
-    rows = rows.sort_by([("seq", "ascending")])
-    groups: dict[str, QueryGroup] = {}
-    seen: dict[str, set[str]] = {}
-    rejects: list[dict[str, Any]] = []
-    for r in rows.to_pylist():
-        group = groups.get(r["query_id"])
-        if group is None:
-            group = groups[r["query_id"]] = QueryGroup(r["query_id"], r["query"])
-            seen[r["query_id"]] = set()
-        doc_id = r["doc_id"]
-        if doc_id is None:
-            continue
-        reason = None
-        if doc_id in seen[r["query_id"]]:
-            reason, detail = "duplicate_candidate", "an earlier row of this query has the same doc_id; kept that one"
-        elif len(group.candidates) >= max_per_query:
-            reason, detail = "too_many_candidates", f"the query already has candidates.max_per_query={max_per_query}"
-        if reason is not None:
-            original = {k: r[k] for k in ("query_id", "query", "doc_id", "orig_rank", "orig_score", "label")}
-            rejects.append(reject(reason, "group", detail, doc_id=doc_id, file=r["file"], line=r["line"],
-                                  original_row=redactor.row_json(original, "query")))
-            continue
-        seen[r["query_id"]].add(doc_id)
-        group.candidates.append(Candidate(doc_id, r["orig_rank"], r["orig_score"], r["label"], r["file"], r["line"]))
-    return list(groups.values()), rejects
+def parse_stage(raw: pa.Table, cols: LogColumns, shape: str, file_index: dict[str, int],
+                redactor: QueryRedactor) -> pa.Table:
+    """One Ray Data block of raw log records -> PREP_SCHEMA rows: candidates with their order key,
+    rejects (already redacted) and one stats row (log rows, candidates read)."""
+    import pyarrow.compute as pc
 
+    from qbatch.common.end_of_file import END_OF_FILE
+    from qbatch.pipeline.rerank_rows import CANDIDATE, conform, rows_table, stats_row
 
-GROUP_SCHEMA = pa.schema([
-    pa.field("query_id", pa.string()), pa.field("query", pa.string()),
-    pa.field("doc_ids", pa.list_(pa.string())), pa.field("texts", pa.list_(pa.string())),
-    pa.field("sources", pa.list_(pa.string())), pa.field("orig_ranks", pa.list_(pa.int64())),
-    pa.field("orig_scores", pa.list_(pa.float64())), pa.field("labels", pa.list_(pa.float64())),
-])
-
-
-def groups_to_table(groups: list[QueryGroup]) -> pa.Table:
-    """One row per query, candidates as parallel lists: the reranker stage's input (texts must be set)."""
-    cols: dict[str, list] = {name: [] for name in GROUP_SCHEMA.names}
-    for g in groups:
-        cols["query_id"].append(g.query_id)
-        cols["query"].append(g.query)
-        cols["doc_ids"].append([c.doc_id for c in g.candidates])
-        cols["texts"].append([c.text for c in g.candidates])
-        cols["sources"].append([c.source for c in g.candidates])
-        cols["orig_ranks"].append([c.orig_rank for c in g.candidates])
-        cols["orig_scores"].append([c.orig_score for c in g.candidates])
-        cols["labels"].append([c.label for c in g.candidates])
-    return pa.table(cols, schema=GROUP_SCHEMA)
+    raw = raw.filter(pc.invert(pc.fill_null(pc.equal(raw.column("_read_error"), END_OF_FILE), False)))
+    rows, rejects, read = parse_log_records(raw, cols, shape, redactor)
+    n = rows.num_rows
+    files = pa.array([file_index[f] for f in rows.column("file").to_pylist()], pa.int32())
+    candidates = conform(rows.drop_columns(["file"]).append_column("file_idx", files).append_column(
+        "kind", pa.array([CANDIDATE] * n, pa.string())).append_column("source", pa.array(["log"] * n, pa.string())))
+    bad = rows_table([{"kind": "reject", **{k: v for k, v in r.items() if k != "file"},
+                       "file_idx": file_index.get(r["file"])} for r in rejects])
+    stats = rows_table([stats_row({"log_rows": raw.num_rows, "candidates_read": read})])
+    return pa.concat_tables([candidates, bad, stats])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from qbatch.connectors.qdrant_config import QdrantConfig
 from qbatch.connectors.source_config import ObjectStoreOptions, SourceConfig
@@ -39,11 +39,14 @@ class DocumentsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: Literal["qdrant", "corpus"] = Field(
-        "qdrant", description="where candidate texts come from: the index's Qdrant payload, or a corpus dataset")
+        "qdrant", description="where candidate texts come from: the index's Qdrant payload (looked up by actors), "
+                              "or a corpus dataset (a distributed join on doc id)")
     corpus: SourceConfig | None = Field(None, description="the corpus dataset (documents.source = corpus)")
     id_column: str = Field("id", description="corpus doc id column")
     text_column: str | None = Field("text", description="corpus text column")
     text_template: str | None = Field(None, description="corpus text template, e.g. '{title}\\n{description}'")
+    lookup_actors: int = Field(2, ge=1, le=64, description="documents.source = qdrant against a server: payload "
+                                                          "lookup actors, one client each (local mode uses one)")
 
     @model_validator(mode="after")
     def _corpus_needs_source(self) -> "DocumentsConfig":
@@ -67,9 +70,28 @@ class CandidatesConfig(BaseModel):
     embed_num_gpus: float | None = Field(
         None, ge=0, description="retrieval: GPUs of the query-embedding Ray actor; none = reranker.num_gpus "
                                 "(it waits for them up to reranker.resources_wait_s)")
+    embed_concurrency: tuple[int, int] = Field(
+        (1, 1), description="retrieval: query-embedding actors as [min, max] (each searches Qdrant for its batches)")
+    search_batch_size: int = Field(64, ge=1, le=1024, description="retrieval: queries embedded and searched per "
+                                                                   "request (one query_batch_points call)")
     spill_buckets: int | None = Field(
-        None, ge=1, le=4096, description="query_id hash buckets the log is partitioned into on local disk; "
-                                         "none = one per 64 MiB of log files")
+        None, ge=1, le=4096, description="deprecated and ignored (the log is now partitioned by the Ray Data plan; "
+                                         "see run.prepare_partitions); accepted so that existing configs load")
+
+    @field_validator("embed_concurrency", mode="before")
+    @classmethod
+    def _int_or_pair(cls, v):
+        return (v, v) if isinstance(v, int) else v
+
+    @model_validator(mode="after")
+    def _retrieval_within_the_cap(self) -> "CandidatesConfig":
+        if self.retrieve_top_k > self.max_per_query:
+            raise ValueError(f"candidates.retrieve_top_k ({self.retrieve_top_k}) exceeds candidates.max_per_query "
+                             f"({self.max_per_query}); raise max_per_query or lower retrieve_top_k")
+        lo, hi = self.embed_concurrency
+        if lo < 1 or hi < lo:
+            raise ValueError("candidates.embed_concurrency must be [min, max] with 1 <= min <= max")
+        return self
 
 
 class RerankerConfig(ModelActorPoolConfig):
@@ -78,7 +100,12 @@ class RerankerConfig(ModelActorPoolConfig):
     model: str = Field(..., description="Qwen3-Reranker checkpoint path or hub name")
     instruction: str | None = Field(None, description="task instruction; none = the default web-search task")
     max_length: int = Field(8192, ge=32, description="max tokens per (query, document) pair")
-    queries_per_batch: int = Field(16, ge=1, description="queries handed to an actor per call")
+    candidates_per_chunk: int = Field(
+        256, ge=1, description="a query's candidates are scored in chunks of at most this many, in one actor call, "
+                               "each chunk running the query's shared prefix once; ranks span all its chunks")
+    queries_per_batch: int = Field(16, ge=1, description="deprecated and ignored (an actor call now scores one "
+                                                         "prepared part, run.pairs_per_part); accepted so that "
+                                                         "existing configs load")
 
 
 class RerankOutputConfig(BaseModel):
@@ -92,7 +119,17 @@ class RerankOutputConfig(BaseModel):
 
 
 class RerankRunConfig(JobRunFields):
-    """Run id (none = the run date) and exit policy; nothing beyond the shared run fields."""
+    """Run id (none = the run date), exit policy, and how the prepare phase cuts the work."""
+
+    pairs_per_part: int = Field(
+        20_000, ge=1, description="prepare packs whole queries into parts of at most this many pairs (a bigger "
+                                  "query gets a part of its own): the unit of scoring, checkpointing and resume")
+    prepare_partitions: int | None = Field(
+        None, ge=1, le=100_000, description="hash partitions of the prepare phase's shuffles (join, group by "
+                                            "query); none = one per 32 MiB of log files, at least the cluster's CPUs")
+    disk_shuffle: bool = Field(
+        False, description="shuffle through local disk instead of Ray's object store (Ray Data's "
+                           "use_disk_based_hash_shuffle): for logs larger than the cluster's object store")
 
 
 class RerankConfig(BaseModel):
@@ -106,4 +143,15 @@ class RerankConfig(BaseModel):
     reranker: RerankerConfig = Field(..., description="reranker model and actor pool")
     qdrant: QdrantConfig = Field(default_factory=QdrantConfig, description="Qdrant (payload texts, retrieval)")
     output: RerankOutputConfig = Field(default_factory=RerankOutputConfig, description="result tables")
-    run: RerankRunConfig = Field(default_factory=RerankRunConfig, description="run id and exit policy")
+    run: RerankRunConfig = Field(default_factory=RerankRunConfig, description="run id, exit policy, prepare phase")
+
+    def deprecated_fields(self) -> list[str]:
+        """Fields set in this config that are accepted but no longer used, each with what replaced it."""
+        out = []
+        if "spill_buckets" in self.candidates.model_fields_set:
+            out.append("candidates.spill_buckets is ignored: the Ray Data plan partitions the log "
+                       "(run.prepare_partitions)")
+        if "queries_per_batch" in self.reranker.model_fields_set:
+            out.append("reranker.queries_per_batch is ignored: an actor call scores one prepared part "
+                       "(run.pairs_per_part)")
+        return out

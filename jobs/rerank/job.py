@@ -1,6 +1,6 @@
-"""`qbatch rerank` run: check config, secrets and sources before any work; read and group the query log
-(jobs/rerank/inputs.py); score each query's candidates in a Ray actor pool (pipeline/rerank_stage.py);
-write the run date's partition, commit it, and write dead letters, metrics and the run report."""
+"""`qbatch rerank` run: check config, secrets, sources and models before any work (a missing log, corpus
+or model is an error naming its field), take the run date's lock, then run the phases
+(jobs/rerank/run_phases.py: prepare, gate, score, commit, report) as Ray Data plans."""
 
 from __future__ import annotations
 
@@ -74,6 +74,10 @@ def run_rerank(cfg: RerankConfig, args: argparse.Namespace | None = None) -> int
     if not files:
         raise SourceError(f"queries.uri {cfg.queries.uri} holds no log files (glob {cfg.queries.glob!r})")
     log.info("query log %s: %d files, %d bytes", cfg.queries.uri, len(files), sum(f.size for f in files))
+    # A missing or empty corpus is a source error before any work, naming documents.corpus.
+    corpus_files = list_corpus_files(cfg.documents.corpus) if cfg.documents.source == "corpus" else []
+    for message in cfg.deprecated_fields():
+        log.warning(message)
     needs_qdrant = cfg.documents.source == "qdrant" or cfg.candidates.retrieve_top_k > 0
     client = None
     if needs_qdrant:
@@ -82,38 +86,28 @@ def run_rerank(cfg: RerankConfig, args: argparse.Namespace | None = None) -> int
         client = connect(cfg.qdrant)
         log.info("qdrant reachable at %s", safe_target(cfg.qdrant))
     try:
-        return _run_with_client(cfg, args, files, client, redactor, run_date, run_id, secrets, started)
-    finally:
-        if client is not None:
-            client.close()  # local mode allows one client per path: release it
+        if getattr(args, "dry_run", False):
+            from qbatch.jobs.rerank.dry_run import print_plan
 
+            print_plan(cfg, files, client, run_date, run_id)
+            return int(ExitCode.OK)
+        import ray
 
-def _run_with_client(cfg: RerankConfig, args, files, client, redactor, run_date, run_id, secrets, started) -> int:
-    if getattr(args, "dry_run", False):
-        from qbatch.jobs.rerank.dry_run import print_plan
-
-        print_plan(cfg, files, client, run_date, run_id)
-        return int(ExitCode.OK)
-    retriever = None
-    if cfg.candidates.retrieve_top_k > 0:
-        from qbatch.jobs.rerank.retrieval import Retriever
         from qbatch.jobs.runtime.ray_start import init_ray
 
-        init_ray(getattr(args, "ray_address", None))  # the query embedder is a Ray actor
-        retriever = Retriever.load(client, cfg)
-    from qbatch.connectors.lock_heartbeat import LockHeartbeat
-    from qbatch.connectors.run_lock import RunLock
-    from qbatch.jobs.rerank.scoring import score_and_write
+        init_ray(getattr(args, "ray_address", None))
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        retrieval = None
+        if cfg.candidates.retrieve_top_k > 0:
+            from qbatch.jobs.rerank.retrieval import retrieval_plan
 
-    try:
-        # One run per output partition at a time: two would clear each other's staged parts.
-        with RunLock(cfg.output.uri, f"_locks/run_date={run_date.isoformat()}", run_id,
-                     cfg.output.storage or cfg.queries.storage) as lock, LockHeartbeat(lock) as heartbeat:
-            report = score_and_write(cfg, args, files, client, retriever, redactor, run_date, run_id, secrets,
-                                     started, heartbeat)
+            retrieval = retrieval_plan(client, cfg, cpus)
     finally:
-        if retriever is not None:
-            retriever.close()
+        if client is not None:
+            client.close()  # local mode allows one process per folder: the plan's actor owns it from here
+    run = _new_run(cfg, run_id, run_date, files, corpus_files, redactor, cpus, retrieval)
+    run.stages["startup"] = time.perf_counter() - started
+    report = _run_locked(run, args, secrets, started)
     if getattr(args, "metrics_pushgateway", None):
         from qbatch.jobs.runtime.metrics_push import push_run_metrics
 
@@ -121,3 +115,43 @@ def _run_with_client(cfg: RerankConfig, args, files, client, redactor, run_date,
     if report["exit"]["code"] == ExitCode.REJECT_RATIO_EXCEEDED:
         raise RejectRatioExceededError(report["exit"]["reason"])
     return int(ExitCode.OK)
+
+
+def _new_run(cfg: RerankConfig, run_id, run_date, files, corpus_files, redactor, cpus, retrieval):
+    from qbatch.connectors.rerank_staging import RerankStaging, staging_uri
+    from qbatch.jobs.rerank.run_fingerprint import run_fingerprint
+    from qbatch.jobs.rerank.run_phases import RerankRun
+    from qbatch.pipeline.encoder_checkpoint import display_name
+
+    storage = cfg.output.storage or cfg.queries.storage
+    staging = RerankStaging(staging_uri(cfg.output.uri, run_date.isoformat(), run_id), run_id, storage)
+    return RerankRun(cfg=cfg, run_id=run_id, run_date=run_date, files=files, corpus_files=corpus_files,
+                     staging=staging, redactor=redactor, fingerprint=run_fingerprint(cfg, redactor),
+                     model_name=display_name(cfg.reranker.model), cpus=cpus, retrieval=retrieval)
+
+
+def _run_locked(run, args, secrets, started) -> dict:
+    import ray
+
+    from qbatch.connectors.lock_heartbeat import LockHeartbeat
+    from qbatch.connectors.qdrant_candidates import QdrantCandidates, start_local_actor
+    from qbatch.connectors.qdrant_lease import writer_config
+    from qbatch.connectors.run_lock import RunLock
+    from qbatch.jobs.rerank.run_phases import run_phases
+
+    cfg = run.cfg
+    local_actor = None
+    # One run per run date at a time: two would publish over each other.
+    with RunLock(cfg.output.uri, f"_locks/run_date={run.run_date.isoformat()}", run.run_id, run.storage) as lock, \
+            LockHeartbeat(lock) as heartbeat:
+        run.heartbeat = heartbeat
+        try:
+            if cfg.documents.source == "qdrant" or run.retrieval is not None:
+                qdrant = writer_config(cfg.qdrant)  # local paths absolute, the API key resolved once
+                if qdrant.is_local:
+                    local_actor = start_local_actor(qdrant, cfg.qdrant.collection)
+                run.qdrant = QdrantCandidates(qdrant, cfg.qdrant.collection, local_actor)
+            return run_phases(run, args, secrets, started)
+        finally:
+            if local_actor is not None:
+                ray.kill(local_actor, no_restart=True)

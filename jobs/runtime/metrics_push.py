@@ -37,7 +37,7 @@ def _number(value) -> float | None:
 def report_samples(report: dict) -> Iterator[Sample]:
     """Every figure the report holds; a figure the report lacks is left out rather than pushed as 0."""
     counts = report.get("counts") or {}
-    if report.get("job") == "rerank":  # jobs/rerank/scoring.py
+    if report.get("job") == "rerank":  # jobs/rerank/run_phases.py
         figures = {"qbatch_rows_read": counts.get("log_rows_read"), "qbatch_rows_written": counts.get("rows_written"),
                    "qbatch_pairs_per_second": report.get("pairs_per_s"), "qbatch_duration_seconds": report.get("wall_s")}
         rejected = report.get("dead_letter_by_reason") or {}

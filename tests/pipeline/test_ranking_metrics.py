@@ -73,3 +73,36 @@ def test_run_metrics_before_after_and_buckets():
 
 def test_buckets():
     assert [bucket_of(n) for n in (1, 10, 11, 50, 51, 500)] == ["1-10", "1-10", "11-50", "11-50", "51+", "51+"]
+
+
+def test_merged_partials_equal_one_run_and_quantiles_are_within_one_bin():
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    whole, parts = RunMetrics(), [RunMetrics(), RunMetrics(), RunMetrics()]
+    all_scores = []
+    for q in range(60):
+        n = int(rng.integers(1, 30))
+        scores = rng.beta(2, 5, n).astype(np.float32)
+        orig = list(range(1, n + 1))
+        new = [int(r) + 1 for r in np.argsort(np.argsort(-scores))]
+        labels = [float(rng.integers(0, 3)) if q % 3 else None for _ in range(n)]
+        ids = [f"d{i}" for i in range(n)]
+        whole.add_query(orig, new, labels, scores.tolist(), ids)
+        parts[q % 3].add_query(orig, new, labels, scores.tolist(), ids)
+        all_scores += scores.tolist()
+    merged = RunMetrics()
+    for p in parts:
+        merged.merge_row(p.to_row())
+    merged.merge_row(RunMetrics().to_row())  # a unit without scores adds nothing
+    a, b = whole.summary(), merged.summary()
+    import json
+
+    rounded = lambda d: json.loads(json.dumps(d), parse_float=lambda x: round(float(x), 9))  # noqa: E731
+    assert rounded(a["labelled"]) == rounded(b["labelled"]) and a["rank_change"] == pytest.approx(b["rank_change"])
+    dist = b["score_distribution"]
+    assert dist["min"] == pytest.approx(min(all_scores)) and dist["max"] == pytest.approx(max(all_scores))
+    assert dist["mean"] == pytest.approx(float(np.mean(all_scores)), rel=1e-6)
+    for q, key in ((0.5, "p50"), (0.9, "p90")):
+        assert abs(dist[key] - float(np.quantile(all_scores, q))) <= dist["quantile_precision"]
+    assert all(isinstance(v, (int, float)) for v in merged.to_row().values())  # scalars only, never a list

@@ -17,6 +17,7 @@ from qbatch.connectors.object_store import filesystem_for
 from qbatch.connectors.rerank_table import read_rerank_partition
 from qbatch.jobs import cli
 from qbatch.jobs.runtime.exit_codes import ExitCode
+from tests.fixtures.moto_s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 
 DAY = dt.date(2026, 11, 27)
 MAX_LENGTH = 160
@@ -63,7 +64,7 @@ def read_dead_letters(uri: str, storage=None) -> list[dict]:
     fs, base = filesystem_for(f"{uri}/_dead_letter/run_date={DAY.isoformat()}", storage)
     infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
     out = []
-    for info in sorted(infos, key=lambda i: i.path):
+    for info in sorted((i for i in infos if i.path.endswith(".parquet")), key=lambda i: i.path):
         with fs.open_input_file(info.path) as f:
             out += pq.ParquetFile(f).read().to_pylist()
     return out
@@ -130,8 +131,12 @@ def test_rerun_replaces_the_partition(corpus_run):
     first, second = corpus_run["first"], corpus_run["second"]
     assert second.num_rows == first.num_rows
     assert not second.to_pandas().duplicated(["query_id", "doc_id"]).any()
-    names = {p.name for p in Path(corpus_run["out"], f"run_date={DAY.isoformat()}").iterdir()}
-    assert names == {"_SUCCESS", "part-00000.parquet"}
+    folder = Path(corpus_run["out"], f"run_date={DAY.isoformat()}")
+    names = {p.name for p in folder.iterdir()}
+    marker = json.loads((folder / "_SUCCESS").read_text())
+    assert names == {"_SUCCESS", *marker["parts"]} and marker["rows"] == second.num_rows
+    assert all(n.startswith("part-prep-") and n.endswith(".parquet") for n in marker["parts"])
+    assert not Path(corpus_run["out"], "_staging").exists() or not any(Path(corpus_run["out"], "_staging").rglob("*.parquet"))
 
 
 def test_bad_input_is_dead_lettered_with_reasons(corpus_run):
@@ -163,7 +168,12 @@ def test_reject_ratio_above_the_limit_exits_non_zero_and_does_not_commit(corpus_
     code = rerank(corpus_run["config"], "--set", f"queries.uri={log}", "--set", f"output.uri={out}")
     assert code == ExitCode.REJECT_RATIO_EXCEEDED
     assert not (out / f"run_date={DAY.isoformat()}" / "_SUCCESS").exists()
-    assert sorted(r["reason"] for r in read_dead_letters(str(out))) == ["broken_json", "empty_query", "no_candidates"]
+    report = json.loads(next((out / "_reports").rglob("report.json")).read_text())
+    rejected = report["dead_letters"]  # the path the error names
+    assert rejected in report["exit"]["reason"] and rejected.endswith(f"_rejected/run_date={DAY.isoformat()}/20261127")
+    rows = [r for p in sorted(Path(rejected).glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert sorted(r["reason"] for r in rows) == ["broken_json", "empty_query", "no_candidates"]
+    assert not (out / "_staging").exists() or not any((out / "_staging").rglob("PREPARED.json"))  # a retry starts afresh
 
 
 def test_dry_run_and_missing_hmac_key_write_nothing(corpus_run, tmp_path, capsys, monkeypatch):
@@ -181,12 +191,20 @@ def test_log_and_output_on_s3(corpus_run, stdlib_pairs, s3_client, s3_bucket, s3
     s3_client.put_object(Bucket=s3_bucket, Key="logs/dt=2026-11-27/part-0.jsonl",
                          Body="\n".join(json.dumps(r) for r in rows).encode())
     out = f"s3://{s3_bucket}/rerank"
+    # The workers read the log and write the parts: the credentials travel in the config (never logged).
     code = rerank(corpus_run["config"], "--set", f"queries.uri=s3://{s3_bucket}/logs/", "--set", "queries.glob=dt=2026-11-27/*",
-                  "--set", f"queries.storage.endpoint_url={s3_storage.endpoint_url}", "--set", f"output.uri={out}")
+                  "--set", f"queries.storage.endpoint_url={s3_storage.endpoint_url}", "--set", f"output.uri={out}",
+                  "--set", f"queries.storage.access_key_id={FAKE_ACCESS_KEY}",
+                  "--set", f"queries.storage.secret_access_key={FAKE_SECRET_KEY}")
     assert code == ExitCode.OK
     table = read_rerank_partition(out, DAY, s3_storage)
     assert table.num_rows == len(rows)
     assert sorted(table.column("doc_id").to_pylist()) == sorted(r["doc_id"] for r in rows)
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert not [k for k in keys if "/_staging/" in k and not k.endswith("/")]  # prepared parts (raw queries) are gone
+    reports = [s3_client.get_object(Bucket=s3_bucket, Key=k)["Body"].read().decode() for k in keys
+               if k.endswith(("report.json", "report.md"))]
+    assert reports and not any(FAKE_SECRET_KEY in r or FAKE_ACCESS_KEY in r for r in reports)
 
 
 def test_missing_reranker_path_is_a_config_error_before_work(corpus_run, tmp_path, capsys):
