@@ -8,7 +8,7 @@
 
 Everything that shapes the query vector (model, dim, query instruction, max_length) comes from the
 collection's recorded spec, so queries land in the documents' space. `qdrant` is a
-connectors.qdrant_candidates.QdrantCandidates, handed in, so this module never imports a Qdrant client."""
+qbatch.connectors.qdrant_candidates.QdrantCandidates, handed in, so this module never imports a Qdrant client."""
 
 from __future__ import annotations
 

@@ -30,12 +30,12 @@ class RerankRun:
     run_date: Any
     files: list
     corpus_files: list
-    staging: Any  # connectors.rerank_staging.RerankStaging
+    staging: Any  # qbatch.connectors.rerank_staging.RerankStaging
     redactor: Any
     fingerprint: dict
     model_name: str
     cpus: float = 1.0
-    qdrant: Any = None  # connectors.qdrant_candidates.QdrantCandidates, when Qdrant is needed
+    qdrant: Any = None  # qbatch.connectors.qdrant_candidates.QdrantCandidates, when Qdrant is needed
     retrieval: Any = None  # prepare_plan.RetrievalPlan, when retrieval is on
     prepared_token: str | None = None
     heartbeat: Any = None
