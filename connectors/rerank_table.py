@@ -55,8 +55,10 @@ def published_name(rel: str) -> str:
 class FolderSwap:
     """Replace one published folder with a set of staged parts, by name, repeatably."""
 
-    def __init__(self, final_uri: str, staging, publish_rel: str, storage: ObjectStoreOptions | None):
+    def __init__(self, final_uri: str, staging, publish_rel: str, storage: ObjectStoreOptions | None,
+                 fault_point: bool = False):
         self.final_uri, self.staging, self.publish_rel, self.storage = final_uri, staging, publish_rel, storage
+        self.fault_point = fault_point  # the result partition's publish is where the test kill fires
         self.fs, self.final = filesystem_for(final_uri, storage)
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
 
@@ -88,7 +90,7 @@ class FolderSwap:
             elif not os.path.exists(dst):
                 raise RuntimeError(f"acknowledged part {self.staging.uri(rel)} is missing")
         if not os.path.exists(os.path.join(publish, marker_name)):
-            _fault_point()
+            self._fault()
             write_bytes(os.path.join(publish, marker_name), json.dumps(marker).encode())
         replaced = publish.rstrip("/") + ".replaced"
         if os.path.isdir(replaced):
@@ -119,19 +121,18 @@ class FolderSwap:
         for name in old_parts:
             if name not in keep and self.fs.get_file_info(f"{self.final}/{name}").type == pafs.FileType.File:
                 self.fs.delete_file(f"{self.final}/{name}")
-        _fault_point()
+        self._fault()
         write_bytes(join_uri(self.final_uri, marker_name), json.dumps(marker).encode(), self.storage)
+
+    def _fault(self) -> None:
+        flag = os.environ.get(_KILL_IN_COMMIT_ENV) if self.fault_point else None
+        if flag and os.path.exists(flag):
+            os.remove(flag)
+            os.kill(os.getpid(), signal.SIGKILL)  # FAULT INJECTION: between moving parts and writing the marker
 
 
 def _rmtree(path: str) -> None:
     pafs.LocalFileSystem().delete_dir(path)
-
-
-def _fault_point() -> None:
-    flag = os.environ.get(_KILL_IN_COMMIT_ENV)
-    if flag and os.path.exists(flag):
-        os.remove(flag)
-        os.kill(os.getpid(), signal.SIGKILL)  # FAULT INJECTION: between moving parts and writing the marker
 
 
 def publish_dead_letters(uri: str, run_date: dt.date, run_id: str, prepared: str, staging, parts: list[str],
@@ -151,7 +152,7 @@ def publish_partition(uri: str, run_date: dt.date, run_id: str, prepared: str, s
     final = partition_uri(uri, run_date)
     marker = {"run_id": run_id, "prepared": prepared, "rows": int(rows),
               "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    FolderSwap(final, staging, "publish", storage).publish(parts, SUCCESS, marker)
+    FolderSwap(final, staging, "publish", storage, fault_point=True).publish(parts, SUCCESS, marker)
     return final
 
 
