@@ -66,12 +66,12 @@ def actor_notes(record_dir: str | Path) -> list[dict]:
 
 
 def run_on_cluster(qbatch_args: list, gpu_nodes: int, record_dir: Path | None = None,
-                   timeout_s: float = 540) -> tuple[subprocess.CompletedProcess, dict]:
-    """Run this module in a subprocess; returns the process and its JSON summary."""
+                   timeout_s: float = 540, extra: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run this module in a subprocess; returns the process and its JSON summary. `extra`: more of its options."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", **({RECORD_ENV: str(record_dir)} if record_dir else {})}
     out = subprocess.run([sys.executable, "-m", "tests.jobs.runtime.ray_cluster_driver", "--gpu-nodes",
-                          str(gpu_nodes), "--", *map(str, qbatch_args)], cwd=REPO, env=env, capture_output=True,
+                          str(gpu_nodes), *extra, "--", *map(str, qbatch_args)], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=timeout_s)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no summary from the driver (exit {out.returncode}): {out.stderr[-3000:]}"
@@ -82,6 +82,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--head-cpus", type=int, default=2)
     parser.add_argument("--gpu-nodes", type=int, default=0, help="GPU nodes (1 GPU, 1 CPU each) to add")
+    parser.add_argument("--worker-nodes", type=int, default=0,
+                        help="nodes present from the start (--head-cpus CPUs and --node-gpus GPUs each)")
+    parser.add_argument("--node-gpus", type=int, default=0, help="GPUs of the head and of each --worker-nodes node")
     parser.add_argument("--delay-s", type=float, default=2.0,
                         help="how long the job waits for its resources before the GPU nodes join")
     parser.add_argument("qbatch", nargs=argparse.REMAINDER, help="-- then the qbatch arguments")
@@ -96,8 +99,11 @@ def main(argv: list[str]) -> int:
 
     if os.environ.get(RECORD_ENV):
         qbatch.pipeline.embed_stage.EmbedStage = RecordingEmbedStage  # the dataset plan imports it by name
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": opts.head_cpus, "num_gpus": 0, **_NODE_ARGS})
-    result: dict = {"gpu_nodes": []}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": opts.head_cpus, "num_gpus": opts.node_gpus,
+                                                            **_NODE_ARGS})
+    result: dict = {"gpu_nodes": [], "worker_nodes": [
+        cluster.add_node(num_cpus=opts.head_cpus, num_gpus=opts.node_gpus, **_NODE_ARGS).node_id
+        for _ in range(opts.worker_nodes)], "head_node": cluster.head_node.node_id}
 
     def run_job() -> None:
         result["exit"] = cli.main(args)
