@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import math
 import random
 from pathlib import Path
 
@@ -47,7 +49,7 @@ def retrieval_run(tmp_path_factory, stdlib_pairs, tiny_embedding_checkpoint, tin
         "queries": {"uri": str(tmp / "log"), "shape": "nested"},
         "queries.columns": {"query_id": "qid", "query": "text", "candidates": "cands"},
         "documents": {"source": "qdrant"},
-        "candidates": {"retrieve_top_k": K, "embed_model": str(tiny_embedding_checkpoint)},
+        "candidates": {"retrieve_top_k": K, "embed_model": str(tiny_embedding_checkpoint), "search_batch_size": 4},
         "reranker": {"model": str(tiny_reranker_checkpoint), "max_length": 160},
         "qdrant": {"path": str(qdrant), "collection": "docs"},
         "output": {"uri": str(tmp / "out"), "run_date": DAY.isoformat(), "redact_queries": True,
@@ -55,13 +57,21 @@ def retrieval_run(tmp_path_factory, stdlib_pairs, tiny_embedding_checkpoint, tin
         "run": {"max_reject_ratio": 0.2, "progress": False}})
     mp = pytest.MonkeyPatch()
     mp.setenv("QBATCH_TEST_HMAC_KEY", HMAC_KEY)
+    driver_calls: list[str] = []  # Qdrant calls made by this process, the driver (the plan's actors are others)
+    from qdrant_client import QdrantClient
+
+    for name in ("query_points", "query_batch_points", "retrieve"):
+        original = getattr(QdrantClient, name)
+        mp.setattr(QdrantClient, name, lambda self, *a, _n=name, _o=original, **k: (driver_calls.append(_n), _o(
+            self, *a, **k))[1])
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):  # the job's log handler writes to sys.stderr
             code = cli.main(["rerank", "--config", str(config), "--log-level", "DEBUG"])
     finally:
         mp.undo()
-    return {"code": code, "log": stderr.getvalue(), "rows": rows, "out": str(tmp / "out"),
+    return {"code": code, "log": stderr.getvalue(), "rows": rows, "out": str(tmp / "out"), "driver_calls": driver_calls,
+            "report": json.loads(next(Path(tmp / "out", "_reports").rglob("report.json")).read_text()),
             "table": read_rerank_partition(str(tmp / "out"), DAY).to_pandas()}
 
 
@@ -93,3 +103,21 @@ def test_queries_are_redacted_everywhere_and_the_key_never_logged(retrieval_run)
     assert HMAC_KEY not in reports and not any(t in reports for t in texts)
     assert "qbatch.rerank" in retrieval_run["log"]  # the job did log, at DEBUG
     assert HMAC_KEY not in retrieval_run["log"] and not any(t in retrieval_run["log"] for t in texts)
+
+
+def test_retrieval_runs_in_the_plan_in_batched_requests(retrieval_run):
+    empty = sum(1 for r in retrieval_run["rows"] if not r["cands"])
+    assert retrieval_run["driver_calls"] == []  # no search and no payload lookup from the driver
+    requests = retrieval_run["report"]["plan"]["qdrant_requests"]
+    assert 1 <= requests["search"] <= math.ceil(empty / 4) and requests["lookup"] >= 1
+    assert retrieval_run["report"]["counts"]["queries_retrieved"] == empty
+
+
+def test_no_query_text_reaches_the_worker_logs_or_outlives_the_run(retrieval_run):
+    import ray
+
+    logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())
+    texts = {r["text"] for r in retrieval_run["rows"]}
+    worker_logs = [p for p in logs.glob("worker-*") if p.is_file()]
+    assert worker_logs and not any(t in p.read_text(errors="replace") for p in worker_logs for t in texts)
+    assert not any(Path(retrieval_run["out"]).rglob("prepared"))  # prepared parts (raw queries) deleted
