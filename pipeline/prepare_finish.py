@@ -35,7 +35,7 @@ def _of_kind(block: pa.Table, kind: str) -> pa.Table:
 
 def dead_letter_rows(rejects: pa.Table, file_uris: list[str]) -> pa.Table:
     """Reject rows (PREP_SCHEMA) -> dead-letter columns, sorted by order key, `file` from the listing."""
-    rejects = rejects.sort_by([(k, "ascending") for k in (*ORDER_KEY, "reason", "doc_id")], null_placement="at_end")
+    rejects = rejects.sort_by([(k, "ascending", "at_end") for k in (*ORDER_KEY, "reason", "doc_id")])
     files = pa.array(file_uris, pa.string()).take(rejects.column("file_idx")) if rejects.num_rows else \
         pa.array([], pa.string())
     return pa.table({"doc_id": rejects.column("doc_id"), "reason": rejects.column("reason"),
