@@ -96,3 +96,28 @@ class RerankStaging:
                 fs.delete_dir_contents(path, missing_dir_ok=True)
         except OSError as e:
             raise storage_error("delete the staging folder", self.root, e, self.storage) from None
+
+
+class ResultFiles:
+    """Where scoring workers write each unit's result file: `{base}/{prefix}{unit}.parquet`. The staging
+    folder's results/ for the Parquet format; below the Iceberg table's location for Iceberg. `write`
+    returns the name the acknowledgement carries (relative to `base`)."""
+
+    def __init__(self, base: str, prefix: str, storage: ObjectStoreOptions | None = None):
+        self.base, self.prefix, self.storage = base, prefix, storage
+
+    def name(self, unit: str) -> str:
+        return f"{self.prefix}{unit}.parquet"
+
+    def uri(self, name: str) -> str:
+        return join_uri(self.base, name)
+
+    def write(self, unit: str, table: pa.Table) -> str:
+        name = self.name(unit)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        try:
+            write_bytes(self.uri(name), sink.getvalue().to_pybytes(), self.storage)
+        except OSError as e:
+            raise storage_error("write", self.uri(name), e, self.storage) from None
+        return name

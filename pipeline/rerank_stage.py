@@ -66,7 +66,7 @@ class RerankStage:
 
     def __init__(self, reranker_kwargs: dict[str, Any], instruction: str | None, torch_threads: int | None,
                  staging: Any, redactor: QueryRedactor, model_name: str, run_id: str, candidates_per_chunk: int,
-                 constant_columns: dict[str, tuple[Any, pa.DataType]] | None = None):
+                 results: Any = None, constant_columns: dict[str, tuple[Any, pa.DataType]] | None = None):
         if torch_threads:
             import torch
 
@@ -75,6 +75,8 @@ class RerankStage:
 
         self.reranker = Reranker.from_pretrained(**reranker_kwargs)
         self.instruction, self.staging, self.redactor = instruction, staging, redactor
+        # Where result files go (qbatch.connectors.rerank_staging.ResultFiles); none = staging results/.
+        self.results = results
         self.model_name, self.run_id, self.chunk = model_name, run_id, int(candidates_per_chunk)
         self.instruction_sha = instruction_sha(instruction)
         self.constant_columns = dict(constant_columns or {})  # e.g. run_date for a table format's files
@@ -105,10 +107,14 @@ class RerankStage:
                                   [cols["label"][i] for i in ok], [float(scores[i]) for i in ok],
                                   [cols["doc_id"][i] for i in ok])
         result = self._result_rows(part, scores, valid, ranks)
-        self.staging.write_table(f"results/{unit}.parquet", result)
+        if self.results is None:
+            name = f"results/{unit}.parquet"
+            self.staging.write_table(name, result)
+        else:
+            name = self.results.write(unit, result)
         acks = write_dead_letters(self.staging, score_dead_letter_name(unit), self._non_finite(part, valid), "score",
                                   self.identity, unit=unit)
-        acks.append({"phase": "score", **self.identity, "unit": unit, "part": f"results/{unit}.parquet",
+        acks.append({"phase": "score", **self.identity, "unit": unit, "part": name,
                      "part_kind": RESULT, "rows": result.num_rows, "pairs": part.num_rows,
                      "queries": len(starts) - 1, "seconds": time.perf_counter() - started,
                      "precision": self.reranker.precision, "non_finite": int((~valid).sum()),

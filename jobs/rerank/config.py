@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from qbatch.connectors.iceberg_config import IcebergCatalogConfig
 from qbatch.connectors.qdrant_config import QdrantConfig
 from qbatch.connectors.source_config import ObjectStoreOptions, SourceConfig
 from qbatch.jobs.runtime.actor_pool import ModelActorPoolConfig
@@ -111,11 +112,36 @@ class RerankerConfig(ModelActorPoolConfig):
 class RerankOutputConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    uri: str = Field("./qbatch-rerank", description="output table root (path or s3://); partitions run_date=YYYY-MM-DD")
+    uri: str = Field("./qbatch-rerank", description="output root (path or s3://): the Parquet table's partitions "
+                                                    "run_date=YYYY-MM-DD, and for both formats dead letters, "
+                                                    "reports, staging and locks; with format = iceberg and no "
+                                                    "catalog, also the embedded catalog (_iceberg/)")
+    format: Literal["parquet", "iceberg"] = Field(
+        "parquet", description="parquet: run_date= partition folders with _SUCCESS; iceberg: one snapshot per run "
+                               "date's commit in an Iceberg table (needs the qbatch[iceberg] extra)")
+    catalog: IcebergCatalogConfig | None = Field(
+        None, description="format = iceberg: the catalog and tables; none = an embedded SQLite catalog under a "
+                          "local output.uri")
     run_date: _dt.date | None = Field(None, description="partition date; none = today (UTC)")
     redact_queries: bool = Field(False, description="write an HMAC of the query instead of its text (also in logs and dead letters)")
     hmac_key_env: str = Field("QBATCH_QUERY_HMAC_KEY", description="environment variable holding the HMAC key")
-    storage: ObjectStoreOptions | None = Field(None, description="object-store settings for output.uri; none = queries.storage")
+    storage: ObjectStoreOptions | None = Field(None, description="object-store settings for output.uri (and an "
+                                                                  "Iceberg warehouse's s3.* defaults); none = "
+                                                                  "queries.storage")
+
+    @model_validator(mode="after")
+    def _iceberg_needs(self) -> "RerankOutputConfig":
+        if self.format != "iceberg":
+            return self
+        from qbatch.connectors.iceberg_tables import iceberg_available
+
+        if not iceberg_available():
+            raise ValueError("output.format = 'iceberg' needs pyiceberg: pip install 'qbatch[iceberg]'")
+        if self.catalog is None and "://" in self.uri and not self.uri.startswith("file://"):
+            raise ValueError(f"output.format = 'iceberg' with an object-store output.uri ({self.uri}) needs "
+                             "output.catalog (type, properties such as uri and warehouse, namespace, table): the "
+                             "embedded SQLite catalog only serves a local output.uri")
+        return self
 
 
 class RerankRunConfig(JobRunFields):

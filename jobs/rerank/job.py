@@ -39,6 +39,8 @@ def _register_secrets(cfg: RerankConfig) -> list[str]:
                                                       storage.session_token) if s is not None]
     try:
         values.append(cfg.qdrant.resolve_api_key())
+        if cfg.output.catalog is not None:  # catalog tokens and keys, from their environment variables
+            values += list(cfg.output.catalog.resolved_secrets().values())
     except ValueError as e:
         raise ConfigError(str(e)) from None
     for v in values:
@@ -106,6 +108,8 @@ def run_rerank(cfg: RerankConfig, args: argparse.Namespace | None = None) -> int
         if client is not None:
             client.close()  # local mode allows one process per folder: the plan's actor owns it from here
     run = _new_run(cfg, run_id, run_date, files, corpus_files, redactor, cpus, retrieval)
+    if cfg.output.format == "iceberg":
+        run.iceberg = open_iceberg(cfg)  # the tables exist and hold the contract, or a ConfigError names the column
     run.stages["startup"] = time.perf_counter() - started
     report = _run_locked(run, args, secrets, started)
     if getattr(args, "metrics_pushgateway", None):
@@ -130,6 +134,33 @@ def _new_run(cfg: RerankConfig, run_id, run_date, files, corpus_files, redactor,
                      model_name=display_name(cfg.reranker.model), cpus=cpus, retrieval=retrieval)
 
 
+def open_iceberg(cfg: RerankConfig):
+    """The results and metrics tables of output.catalog (or the embedded catalog), checked before work."""
+    from qbatch.connectors.iceberg_tables import IcebergResults
+
+    try:
+        return IcebergResults(cfg.output.catalog, cfg.output.uri, cfg.output.storage or cfg.queries.storage)
+    except (ConfigError, SourceError):
+        raise
+    except ValueError as e:  # pyiceberg: a catalog it cannot build from these properties
+        raise ConfigError(f"output.catalog: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any catalog or network failure: the sink is unreachable
+        from qbatch.common.errors import SinkUnreachableError
+
+        raise SinkUnreachableError(f"cannot open the Iceberg catalog of output.catalog: {type(e).__name__}: {e}") from None
+
+
+def lock_name(cfg: RerankConfig, run_date) -> str:
+    """One run per table and run date: Iceberg runs lock the catalog's table, Parquet runs the folder."""
+    if cfg.output.format == "iceberg":
+        from qbatch.connectors.iceberg_tables import catalog_key
+
+        catalog = cfg.output.catalog
+        table = f"{catalog.namespace}.{catalog.table}" if catalog else "qbatch.rerank_results"
+        return f"_locks/iceberg/{catalog_key(catalog, cfg.output.uri)}/{table}/run_date={run_date.isoformat()}"
+    return f"_locks/run_date={run_date.isoformat()}"
+
+
 def _run_locked(run, args, secrets, started) -> dict:
     import ray
 
@@ -142,7 +173,7 @@ def _run_locked(run, args, secrets, started) -> dict:
     cfg = run.cfg
     local_actor = None
     # One run per run date at a time: two would publish over each other.
-    with RunLock(cfg.output.uri, f"_locks/run_date={run.run_date.isoformat()}", run.run_id, run.storage) as lock, \
+    with RunLock(cfg.output.uri, lock_name(cfg, run.run_date), run.run_id, run.storage) as lock, \
             LockHeartbeat(lock) as heartbeat:
         run.heartbeat = heartbeat
         try:

@@ -38,8 +38,10 @@ class RerankRun:
     qdrant: Any = None  # qbatch.connectors.qdrant_candidates.QdrantCandidates, when Qdrant is needed
     retrieval: Any = None  # prepare_plan.RetrievalPlan, when retrieval is on
     prepared_token: str | None = None
+    iceberg: Any = None  # qbatch.connectors.iceberg_tables.IcebergResults with output.format = iceberg
     heartbeat: Any = None
     stages: dict = field(default_factory=dict)
+    table_figures: dict = field(default_factory=dict)  # what the table format did: snapshots, files
 
     @property
     def storage(self):
@@ -73,25 +75,52 @@ def run_phases(run: RerankRun, args, secrets: list[str], started: float) -> dict
     run.stages["prepare"] = time.perf_counter() - t
     decision = gate(books, run.cfg, "prepare")
     score: dict[str, Any] = {"resume": None}
+    results = None
     if not decision["over"]:
         t = time.perf_counter()
         _wait_released(before)  # the prepare plan's tasks and actors give their CPUs back asynchronously
         pool = plan_and_wait("reranker", run.cfg.reranker)
         log.info("pool: %s", pool.describe())
         run.stages["reranker_pool_wait"] = time.perf_counter() - t
+        results, constant = result_files(run, books)
         t = time.perf_counter()
-        score = run_score(run, books, pool)
+        score = run_score(run, books, pool, results, constant)
         run.stages["score"] = time.perf_counter() - t
         decision = gate(books, run.cfg, "score")
     t = time.perf_counter()
     dead_letters = list(books.prepare.dead_letter_parts) + list(books.score.dead_letter_parts)
     if decision["over"]:
         committed, where = None, publish_rejected(run, dead_letters)
+        if run.iceberg is not None and results is not None:  # written, never committed: removed by the next run
+            run.table_figures["unreferenced_files"] = [results.uri(results.name(u)) for u in sorted(books.done)]
         run.staging.delete_all()  # a retry prepares afresh (the source may have been fixed)
+    elif run.iceberg is not None:
+        from qbatch.jobs.rerank.iceberg_commit import commit_iceberg
+
+        committed, where = commit_iceberg(run, books, dead_letters, results)
     else:
         committed, where = commit(run, books, dead_letters)
     run.stages["commit"] = time.perf_counter() - t
     return build_report(run, books, prep, score, decision, committed, where, started, secrets)
+
+
+def result_files(run: RerankRun, books) -> tuple[Any, dict | None]:
+    """Where the scoring workers write result files, and the columns a table format adds to them. For
+    Iceberg: below the table's location, with run_date; the date's ledger records them before scoring,
+    after the files of runs that never committed were removed."""
+    from qbatch.connectors.rerank_staging import ResultFiles
+
+    if run.iceberg is None:
+        return ResultFiles(run.staging.root, "results/", run.storage), None
+    import pyarrow as pa
+
+    from qbatch.connectors.iceberg_tables import PendingFiles
+
+    results = ResultFiles(run.iceberg.data_base(run.run_id, run.prepared_token), "part-", run.storage)
+    pending = PendingFiles(run.cfg.output.uri, run.run_date, run.storage)
+    run.table_figures["orphans_removed"] = pending.clean(run.iceberg.committed_tokens(), run.prepared_token)
+    pending.add(run.run_id, run.prepared_token, results.base, [results.name(u) for u in books.units])
+    return results, {"run_date": (run.run_date, pa.date32())}
 
 
 def _cpus_available() -> float:
@@ -121,7 +150,7 @@ def commit(run: RerankRun, books, dead_letters: list[str]) -> tuple[str, str]:
     from qbatch.connectors.rerank_table import publish_dead_letters, publish_partition
 
     cfg = run.cfg
-    results = [f"results/{u}.parquet" for u in sorted(books.done)]
+    results = [f"results/{u}.parquet" for u in sorted(books.done)]  # the staging folder's ResultFiles names
     rows = sum(books.done.values())
     where = publish_dead_letters(cfg.output.uri, run.run_date, run.run_id, run.prepared_token, run.staging,
                                  dead_letters, run.storage)
@@ -171,7 +200,8 @@ def build_report(run: RerankRun, books, prep: dict, score: dict, decision: dict,
                  "prepare_skipped": prep.get("skipped", False), "documents": cfg.documents.source,
                  "retrieval": run.retrieval is not None,
                  "qdrant_requests": {"search": counts["search_requests"], "lookup": counts["lookup_requests"]}},
-        "resume": score.get("resume"),
+        "resume": score.get("resume"), "format": cfg.output.format,
+        **({"iceberg": dict(run.table_figures)} if run.iceberg is not None else {}),
         "workers": {"prepare_nodes": sorted(books.prepare.nodes), "score_nodes": sorted(books.score.nodes),
                     "score_pids": sorted(books.score.pids), "prepare_worker_s": books.prepare.worker_seconds,
                     "score_worker_s": books.score.worker_seconds},

@@ -33,7 +33,7 @@ def resume_state(staging, books) -> dict[str, Any]:
 
 
 def build_score_dataset(cfg, units: list[str], staging, redactor, pool, model_name: str, run_id: str,
-                        constant_columns: dict | None = None):
+                        results=None, constant_columns: dict | None = None):
     import ray
 
     from qbatch.pipeline.rerank_stage import RerankStage
@@ -43,7 +43,8 @@ def build_score_dataset(cfg, units: list[str], staging, redactor, pool, model_na
                                   "max_batch_tokens": cfg.reranker.max_batch_tokens},
               "instruction": cfg.reranker.instruction, "torch_threads": pool.torch_threads, "staging": staging,
               "redactor": redactor, "model_name": model_name, "run_id": run_id,
-              "candidates_per_chunk": cfg.reranker.candidates_per_chunk, "constant_columns": constant_columns}
+              "candidates_per_chunk": cfg.reranker.candidates_per_chunk, "results": results,
+              "constant_columns": constant_columns}
     ds = ray.data.from_items([{"unit": u} for u in units], override_num_blocks=max(1, min(len(units), 1000)))
     ds.context.execution_options.preserve_order = False
     return ds.map_batches(RerankStage, fn_constructor_kwargs=kwargs, batch_size=1, batch_format="pyarrow",
@@ -55,7 +56,7 @@ def build_score_dataset(cfg, units: list[str], staging, redactor, pool, model_na
                                                              max_tasks_in_flight_per_actor=1))
 
 
-def run_score(run, books, pool, constant_columns: dict | None = None) -> dict[str, Any]:
+def run_score(run, books, pool, results=None, constant_columns: dict | None = None) -> dict[str, Any]:
     """Score every unit not yet checkpointed; returns the phase's figures and its resume section."""
     from qbatch.jobs.runtime.progress_line import ProgressLine
 
@@ -68,7 +69,7 @@ def run_score(run, books, pool, constant_columns: dict | None = None) -> dict[st
     kill = _kill_switch()
     if todo:
         ds = build_score_dataset(run.cfg, todo, run.staging, run.redactor, pool, run.model_name, run.run_id,
-                                 constant_columns)
+                                 results, constant_columns)
         bar = ProgressLine(run.cfg.run.progress and sys.stderr.isatty(), unit="pairs")
         scored = 0
         try:
