@@ -31,7 +31,7 @@ def write_config(path: Path, sections: dict[str, dict]) -> Path:
     lines = []
     for name, fields in sections.items():
         lines.append(f"[{name}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in fields.items()]
+        lines += [f"{json.dumps(k) if '.' in k else k} = {toml_value(v)}" for k, v in fields.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
