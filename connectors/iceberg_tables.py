@@ -140,16 +140,24 @@ def _partitioned_by_run_date(schema):
                                         name="run_date"))
 
 
-def ensure_table(catalog, namespace: str, name: str, schema: pa.Schema):
+def ensure_table(catalog, namespace: str, name: str, schema: pa.Schema, create: bool = True):
     """The table, created with the contract when missing (name mapping set, so files written without
-    field ids read by name), else checked against it."""
-    from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+    field ids read by name), else checked against it. `create=False`: None when it is missing."""
+    from pyiceberg.exceptions import (NamespaceAlreadyExistsError, NoSuchNamespaceError, NoSuchTableError,
+                                      TableAlreadyExistsError)
 
+    ident = (namespace, name)
+    if not create:
+        try:
+            table = catalog.load_table(ident)
+        except (NoSuchTableError, NoSuchNamespaceError):
+            return None
+        check_contract(table, schema, f"Iceberg table {namespace}.{name}")
+        return table
     try:
         catalog.create_namespace(namespace)
     except NamespaceAlreadyExistsError:
         pass
-    ident = (namespace, name)
     try:
         table = catalog.load_table(ident)
     except NoSuchTableError:
@@ -168,11 +176,20 @@ class IcebergResults:
     """The results and metrics tables of one configured catalog."""
 
     def __init__(self, catalog_cfg: IcebergCatalogConfig | None, output_uri: str,
-                 storage: ObjectStoreOptions | None):
+                 storage: ObjectStoreOptions | None, create: bool = True):
         self.cfg = catalog_cfg or IcebergCatalogConfig(type="sql")
         self.catalog = open_catalog(catalog_cfg, output_uri, storage)
-        self.results = ensure_table(self.catalog, self.cfg.namespace, self.cfg.table, RESULTS_SCHEMA)
-        self.metrics = ensure_table(self.catalog, self.cfg.namespace, self.cfg.metrics_table, METRICS_SCHEMA)
+        self.results = ensure_table(self.catalog, self.cfg.namespace, self.cfg.table, RESULTS_SCHEMA, create)
+        self.metrics = ensure_table(self.catalog, self.cfg.namespace, self.cfg.metrics_table, METRICS_SCHEMA, create)
+
+    @classmethod
+    def existing(cls, catalog_cfg: IcebergCatalogConfig | None, output_uri: str,
+                 storage: ObjectStoreOptions | None) -> "IcebergResults | None":
+        """The tables as they are, writing nothing (for --dry-run and readers); None when there are none."""
+        if catalog_cfg is None and not os.path.exists(embedded_paths(output_uri)[0]):
+            return None  # opening the embedded catalog would create its database
+        tables = cls(catalog_cfg, output_uri, storage, create=False)
+        return tables if tables.results is not None else None
 
     @property
     def name(self) -> str:

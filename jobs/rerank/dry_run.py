@@ -10,7 +10,8 @@ from typing import TextIO
 
 
 def print_plan(cfg, files, client, run_date, run_id, out: TextIO | None = None) -> dict:
-    from qbatch.connectors.rerank_table import partition_uri, read_success
+    from qbatch.connectors.rerank_table import partition_uri
+    from qbatch.jobs.rerank.committed_day import describe_day
 
     out = out or sys.stdout
     plan = {
@@ -22,9 +23,11 @@ def print_plan(cfg, files, client, run_date, run_id, out: TextIO | None = None) 
         "qdrant": "reachable" if client is not None else "not needed",
         "reranker": {"model": cfg.reranker.model, "max_length": cfg.reranker.max_length,
                      "concurrency": list(cfg.reranker.concurrency), "num_gpus": cfg.reranker.num_gpus},
-        "output": partition_uri(cfg.output.uri, run_date),
-        "replaces_committed_partition": read_success(cfg.output.uri, run_date,
-                                                     cfg.output.storage or cfg.queries.storage) is not None,
+        "output": partition_uri(cfg.output.uri, run_date) if cfg.output.format == "parquet" else
+        f"Iceberg {cfg.output.catalog.namespace if cfg.output.catalog else 'qbatch'}."
+        f"{cfg.output.catalog.table if cfg.output.catalog else 'rerank_results'} run_date={run_date.isoformat()}",
+        "format": cfg.output.format,
+        "replaces": describe_day(cfg, run_date),  # what is committed for the day now (None: nothing)
         "redact_queries": cfg.output.redact_queries,
     }
     if cfg.candidates.retrieve_top_k > 0:

@@ -40,7 +40,7 @@ def test_flash_attn_is_built_against_that_torch_and_installed():
     assert any("--no-build-isolation" in r and "flash-attn==${FLASH_ATTN_VERSION}" in r for r in runs)
     assert any("pip install /tmp/wheels/flash_attn-*.whl" in r for r in runs)
     # A regular install: the image's site-packages holds the one `qbatch` package the driver ships.
-    assert any('pip install -c /tmp/constraints.txt ".[gpu]"' in r for r in runs)
+    assert any('pip install -c /tmp/constraints.txt ".[gpu,iceberg]"' in r for r in runs)
     assert not any(" -e " in r for r in runs)
 
 

@@ -167,3 +167,38 @@ def test_a_table_that_breaks_the_contract_is_a_config_error_naming_the_column(ic
     code = rerank(ice["config"], "--set", f"output.uri={out}", "--set", f"output.run_date={D1.isoformat()}")
     err = capsys.readouterr().err
     assert code == ExitCode.CONFIG_ERROR and "orig_score" in err, err[-2000:]
+
+
+def test_the_day_readers_and_the_dry_run_work_for_iceberg_and_write_nothing(ice, tmp_path, capsys):
+    from qbatch.jobs.rerank.committed_day import describe_day, read_day
+    from qbatch.jobs.rerank.config import RerankConfig
+    from qbatch.jobs.runtime.config_loading import load_config
+
+    cfg = load_config(RerankConfig, ice["config"])
+    day = describe_day(cfg, D1)
+    assert day["run_id"] == "r3" and day["rows"] == read_day(cfg, D1).num_rows > 0
+    assert read_day(cfg, D1, snapshot_id=ice["snapshots"][1][-1]).column("run_id").unique().to_pylist() == ["r1"]
+    before = sorted(p.name for p in (ice["out"] / "_iceberg").rglob("*"))
+    assert rerank(ice["config"], "--dry-run", "--set", f"output.run_date={D1.isoformat()}") == ExitCode.OK
+    out = capsys.readouterr().out
+    assert '"run_id": "r3"' in out and '"format": "iceberg"' in out
+    assert sorted(p.name for p in (ice["out"] / "_iceberg").rglob("*")) == before
+    empty = tmp_path / "none"
+    assert rerank(ice["config"], "--dry-run", "--set", f"output.uri={empty}") == ExitCode.OK and not empty.exists()
+
+
+def test_the_readmes_restore_brings_one_day_back_and_leaves_the_others(ice):
+    """Runs the README's restore snippet as it is written (last: it changes the module's table)."""
+    import re
+
+    from pyiceberg.expressions import EqualTo
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    snippet = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "# restore one run date" in b)
+    results = tables(ice["out"])
+    d2_before = results.read_day(D2).num_rows
+    exec(snippet, {"EqualTo": EqualTo, "table": results.results, "run_date": D1.isoformat(),
+                   "snapshot_id": ice["snapshots"][1][-1]})
+    results = tables(ice["out"])
+    assert set(results.read_day(D1).column("run_id").to_pylist()) == {"r1"}  # the day before its rerun
+    assert results.read_day(D2).num_rows == d2_before
