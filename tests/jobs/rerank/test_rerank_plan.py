@@ -65,7 +65,8 @@ def skewed(tmp_path_factory, stdlib_pairs, tiny_reranker_checkpoint, ray_session
 
 @pytest.fixture(scope="module")
 def two_runs(skewed):
-    """The same log scored with 1 actor and 2 partitions, and with 3 actors and 5 partitions."""
+    """The same log scored with 1 actor and 2 partitions, and with 3 actors, 5 partitions and the shuffles on
+    local disk (run.disk_shuffle)."""
     seen: list = []
     originals = RerankBooks.consume_prepare, RerankBooks.consume_score
     mp = pytest.MonkeyPatch()
@@ -75,7 +76,7 @@ def two_runs(skewed):
         runs = {}
         for name, extra in (("one", ["--set", "reranker.concurrency=1", "--set", "run.prepare_partitions=2"]),
                             ("three", ["--set", "reranker.concurrency=[3, 3]", "--set", "reranker.num_cpus=0.25",
-                                       "--set", "run.prepare_partitions=5"])):
+                                       "--set", "run.prepare_partitions=5", "--set", "run.disk_shuffle=true"])):
             out = skewed["tmp"] / f"out-{name}"
             code = rerank(skewed["config"], "--set", f"output.uri={out}", *extra)
             runs[name] = {"code": code, "out": out, "report": report_of(out),
