@@ -246,10 +246,14 @@ class IcebergResults:
         """Replace the run date's metrics row (one per run date)."""
         from pyiceberg.expressions import EqualTo
 
+        import warnings
+
         table = pa.Table.from_pylist([row], schema=METRICS_SCHEMA)
         self.metrics.refresh()
-        self.metrics.overwrite(table, overwrite_filter=EqualTo("run_date", row["run_date"].isoformat()),
-                               snapshot_properties={RUN_ID_KEY: row["run_id"]})
+        with warnings.catch_warnings():  # the first run of a date replaces no row: nothing to warn about
+            warnings.filterwarnings("ignore", message="Delete operation did not match any records")
+            self.metrics.overwrite(table, overwrite_filter=EqualTo("run_date", row["run_date"].isoformat()),
+                                   snapshot_properties={RUN_ID_KEY: row["run_id"]})
 
     def expire(self, keep: int) -> int:
         """Expire all but the newest `keep` snapshots of the results table; how many were expired."""
