@@ -99,7 +99,7 @@ def run_phases(run: RerankRun, args, secrets: list[str], started: float) -> dict
 
         committed, where = commit_iceberg(run, books, dead_letters, results)
     else:
-        committed, where = commit(run, books, dead_letters)
+        committed, where = commit(run, books, dead_letters, results)
     run.stages["commit"] = time.perf_counter() - t
     return build_report(run, books, prep, score, decision, committed, where, started, secrets)
 
@@ -146,16 +146,17 @@ def publish_rejected(run: RerankRun, dead_letters: list[str]) -> str:
     return where
 
 
-def commit(run: RerankRun, books, dead_letters: list[str]) -> tuple[str, str]:
+def commit(run: RerankRun, books, dead_letters: list[str], results) -> tuple[str, str]:
+    """The Parquet format's commit: the acknowledged result parts (staging names) become the day."""
     from qbatch.connectors.rerank_table import publish_dead_letters, publish_partition
 
     cfg = run.cfg
-    results = [f"results/{u}.parquet" for u in sorted(books.done)]  # the staging folder's ResultFiles names
+    parts = [results.name(u) for u in sorted(books.done)] if results is not None else []  # an empty day: none
     rows = sum(books.done.values())
     where = publish_dead_letters(cfg.output.uri, run.run_date, run.run_id, run.prepared_token, run.staging,
                                  dead_letters, run.storage)
     partition = publish_partition(cfg.output.uri, run.run_date, run.run_id, run.prepared_token, run.staging,
-                                  results, rows, run.storage)
+                                  parts, rows, run.storage)
     run.staging.delete_all()
     return partition, where
 
