@@ -30,6 +30,20 @@ def staging_uri(output_uri: str, run_date_iso: str, run_id: str) -> str:
     return join_uri(output_uri, "_staging", f"run_date={run_date_iso}", run_id)
 
 
+def _write(uri: str, data: bytes, storage: ObjectStoreOptions | None) -> None:
+    try:
+        write_bytes(uri, data, storage)
+    except OSError as e:
+        raise storage_error("write", uri, e, storage) from None
+
+
+def write_parquet(uri: str, table: pa.Table, storage: ObjectStoreOptions | None) -> None:
+    """One whole zstd Parquet file, published at once (a retried task rewrites the same file)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    _write(uri, sink.getvalue().to_pybytes(), storage)
+
+
 class RerankStaging:
     """Reads and writes the files of one run's staging folder by relative name."""
 
@@ -40,9 +54,7 @@ class RerankStaging:
         return join_uri(self.root, rel)
 
     def write_table(self, rel: str, table: pa.Table) -> None:
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        self.write_bytes(rel, sink.getvalue().to_pybytes())
+        write_parquet(self.uri(rel), table, self.storage)
 
     def write_dead_letters(self, rel: str, rows: pa.Table) -> None:
         """Dead-letter rows (its columns but run_id) as one part of the dead-letter table's schema."""
@@ -59,10 +71,7 @@ class RerankStaging:
         return table.select(schema.names).cast(schema) if schema is not None else table
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        try:
-            write_bytes(self.uri(rel), data, self.storage)
-        except OSError as e:
-            raise storage_error("write", self.uri(rel), e, self.storage) from None
+        _write(self.uri(rel), data, self.storage)
 
     def write_json(self, rel: str, doc: dict[str, Any]) -> None:
         self.write_bytes(rel, json.dumps(doc, sort_keys=True, default=str).encode())
@@ -114,10 +123,5 @@ class ResultFiles:
 
     def write(self, unit: str, table: pa.Table) -> str:
         name = self.name(unit)
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        try:
-            write_bytes(self.uri(name), sink.getvalue().to_pybytes(), self.storage)
-        except OSError as e:
-            raise storage_error("write", self.uri(name), e, self.storage) from None
+        write_parquet(self.uri(name), table, self.storage)
         return name

@@ -87,10 +87,6 @@ def query_order(kept: pd.DataFrame) -> pd.DataFrame:
         drop=True)
 
 
-def is_candidate(table: pa.Table) -> np.ndarray:
-    return np.asarray(table.column("kind").to_pylist(), dtype=object) == CANDIDATE
-
-
 def rules_before_retrieval(block: pa.Table, max_per_query: int, redactor: QueryRedactor) -> pa.Table:
     """A whole partition's rows with the rules applied and queries without candidates flagged for
     retrieval; rejects and stats rows pass through (Ray Data `map_batches` over a keyed repartition)."""
