@@ -30,6 +30,24 @@ def staging_uri(output_uri: str, run_date_iso: str, run_id: str) -> str:
     return join_uri(output_uri, "_staging", f"run_date={run_date_iso}", run_id)
 
 
+def remove_abandoned(output_uri: str, run_date_iso: str, run_id: str,
+                     storage: ObjectStoreOptions | None = None) -> list[str]:
+    """Delete the staging folders that other run ids left for this run date (runs killed and never
+    resumed): their prepared parts hold raw queries and texts. Call it holding the date's run lock, so
+    none of them is running. Returns the run ids removed. (An Iceberg run's data files are not here: the
+    date's ledger removes those.)"""
+    fs, path = filesystem_for(join_uri(output_uri, "_staging", f"run_date={run_date_iso}"), storage)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        others = sorted(i.path.rsplit("/", 1)[-1] for i in infos if i.type == pafs.FileType.Directory)
+        others = [name for name in others if name != run_id]
+        for name in others:
+            RerankStaging(staging_uri(output_uri, run_date_iso, name), name, storage).delete_all()
+    except OSError as e:
+        raise storage_error("clear abandoned staging folders in", path, e, storage) from None
+    return others
+
+
 def _write(uri: str, data: bytes, storage: ObjectStoreOptions | None) -> None:
     try:
         write_bytes(uri, data, storage)

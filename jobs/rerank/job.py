@@ -176,6 +176,13 @@ def _run_locked(run, args, secrets, started) -> dict:
     with RunLock(cfg.output.uri, lock_name(cfg, run.run_date), run.run_id, run.storage) as lock, \
             LockHeartbeat(lock) as heartbeat:
         run.heartbeat = heartbeat
+        from qbatch.connectors.rerank_staging import remove_abandoned
+
+        abandoned = remove_abandoned(cfg.output.uri, run.run_date.isoformat(), run.run_id, run.storage)
+        if abandoned:
+            log.warning("removed the staging folders of runs %s of %s, killed and never resumed (they held raw "
+                        "queries); rerun a day with its own run id to resume it instead", abandoned, run.run_date)
+            run.table_figures["abandoned_runs_removed"] = abandoned
         try:
             if cfg.documents.source == "qdrant" or run.retrieval is not None:
                 qdrant = writer_config(cfg.qdrant)  # local paths absolute, the API key resolved once

@@ -113,3 +113,10 @@ def test_a_rerun_whose_log_or_config_changed_names_what_changed(setup, tmp_path)
     moved = run_cli(setup["config"], {}, "--set", f"output.uri={out}", "--set", f"queries.uri={log}")
     assert moved.returncode == ExitCode.CONFIG_ERROR and "queries.uri" in moved.stderr
     (log / "part-0.jsonl").write_text((setup["tmp"] / "log" / "part-0.jsonl").read_text())
+    # Given up: the day is run under another run id. The killed run's staging (raw queries) goes.
+    fresh = run_cli(setup["config"], {}, "--set", f"output.uri={out}", "--set", "run.run_id=fresh")
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert not (out / STAGING).exists() and not (out / "_staging" / f"run_date={DAY.isoformat()}" / "fresh").exists()
+    report = json.loads((out / "_reports" / f"run_date={DAY.isoformat()}" / "runs" / "fresh" / "report.json").read_text())
+    assert report["abandoned_runs_removed"] == ["20261127"]
+    same_day(out, setup["reference"].assign(run_id="fresh"))
