@@ -35,7 +35,7 @@ def describe_day(cfg, run_date: dt.date) -> dict | None:
     if cfg.output.format == "iceberg":
         from pyiceberg.expressions import EqualTo
 
-        from qbatch.connectors.iceberg_tables import IcebergResults, RUN_ID_KEY
+        from qbatch.connectors.iceberg_tables import RUN_DATE_KEY, RUN_ID_KEY, IcebergResults
 
         results = IcebergResults.existing(cfg.output.catalog, cfg.output.uri, _storage(cfg))
         if results is None:
@@ -43,7 +43,7 @@ def describe_day(cfg, run_date: dt.date) -> dict | None:
         files = list(results.results.scan(row_filter=EqualTo("run_date", run_date.isoformat())).plan_files())
         current = results.results.metadata.current_snapshot()
         day = [s for s in results.results.metadata.snapshots
-               if (s.summary.additional_properties or {}).get("qbatch.run-date") == run_date.isoformat()]
+               if (s.summary.additional_properties or {}).get(RUN_DATE_KEY) == run_date.isoformat()]
         if not day and not files:
             return None
         last = max(day, key=lambda s: s.timestamp_ms) if day else None

@@ -10,10 +10,12 @@ from typing import TextIO
 
 
 def print_plan(cfg, files, client, run_date, run_id, out: TextIO | None = None) -> dict:
+    from qbatch.connectors.iceberg_config import IcebergCatalogConfig
     from qbatch.connectors.rerank_table import partition_uri
     from qbatch.jobs.rerank.committed_day import describe_day
 
     out = out or sys.stdout
+    catalog = cfg.output.catalog or IcebergCatalogConfig(type="sql")  # the embedded catalog's defaults
     plan = {
         "run_id": run_id, "run_date": run_date.isoformat(),
         "query_log": {"uri": cfg.queries.uri, "shape": cfg.queries.shape, "files": len(files),
@@ -24,8 +26,7 @@ def print_plan(cfg, files, client, run_date, run_id, out: TextIO | None = None) 
         "reranker": {"model": cfg.reranker.model, "max_length": cfg.reranker.max_length,
                      "concurrency": list(cfg.reranker.concurrency), "num_gpus": cfg.reranker.num_gpus},
         "output": partition_uri(cfg.output.uri, run_date) if cfg.output.format == "parquet" else
-        f"Iceberg {cfg.output.catalog.namespace if cfg.output.catalog else 'qbatch'}."
-        f"{cfg.output.catalog.table if cfg.output.catalog else 'rerank_results'} run_date={run_date.isoformat()}",
+        f"Iceberg {catalog.namespace}.{catalog.table} run_date={run_date.isoformat()}",
         "format": cfg.output.format,
         "replaces": describe_day(cfg, run_date),  # what is committed for the day now (None: nothing)
         "redact_queries": cfg.output.redact_queries,

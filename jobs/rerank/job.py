@@ -182,7 +182,7 @@ def _run_locked(run, args, secrets, started) -> dict:
         if abandoned:
             log.warning("removed the staging folders of runs %s of %s, killed and never resumed (they held raw "
                         "queries); rerun a day with its own run id to resume it instead", abandoned, run.run_date)
-            run.table_figures["abandoned_runs_removed"] = abandoned
+            run.abandoned_runs = abandoned
         try:
             if cfg.documents.source == "qdrant" or run.retrieval is not None:
                 qdrant = writer_config(cfg.qdrant)  # local paths absolute, the API key resolved once

@@ -41,7 +41,8 @@ class RerankRun:
     iceberg: Any = None  # qbatch.connectors.iceberg_tables.IcebergResults with output.format = iceberg
     heartbeat: Any = None
     stages: dict = field(default_factory=dict)
-    table_figures: dict = field(default_factory=dict)  # what the commit did: snapshots, files, cleanups
+    table_figures: dict = field(default_factory=dict)  # what the Iceberg commit did: snapshots, files
+    abandoned_runs: list = field(default_factory=list)  # run ids whose staging this run removed
 
     @property
     def storage(self):
@@ -203,7 +204,7 @@ def build_report(run: RerankRun, books, prep: dict, score: dict, decision: dict,
                  "qdrant_requests": {"search": counts["search_requests"], "lookup": counts["lookup_requests"]}},
         "resume": score.get("resume"), "format": cfg.output.format,
         **({"iceberg": dict(run.table_figures)} if run.iceberg is not None else {}),
-        "abandoned_runs_removed": run.table_figures.get("abandoned_runs_removed", []),
+        "abandoned_runs_removed": run.abandoned_runs,
         "workers": {"prepare_nodes": sorted(books.prepare.nodes), "score_nodes": sorted(books.score.nodes),
                     "score_pids": sorted(books.score.pids), "prepare_worker_s": books.prepare.worker_seconds,
                     "score_worker_s": books.score.worker_seconds},
